@@ -1,0 +1,52 @@
+"""Shared fixtures. The layout block (owned by the layout engineer) comes first; others may
+append their own clearly separated blocks below it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from depthkit.synth import SynthConfig, synthesize
+
+# --- layout fixtures ---
+
+# 2 backgrounds x 3 foregrounds x 2 flips x 2 positions = 24 samples at 64 px.
+SYNTH_CONFIG = SynthConfig(bgs=2, fgs=3, positions=2, res=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def synth_config() -> SynthConfig:
+    """The config `synth_root` was made with (counts, res, seed)."""
+    return SYNTH_CONFIG
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic dataset folder in the original layout (bg_final/, fg_bg/,
+    fg_bg_mask/, Output/; JPEG like the original): 24 samples of 64 px, 2 backgrounds.
+    Read-only: copy it before changing anything."""
+    root = tmp_path_factory.mktemp("synth") / "school"
+    synthesize(root, SYNTH_CONFIG, workers=1, progress=False)
+    return root
+
+# --- end layout fixtures ---
+
+# --- shard fixtures ---
+
+SHARD_RESOLUTIONS = (32, 64)
+
+
+@pytest.fixture(scope="session")
+def shard_root(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny shards of `synth_root` (`depthkit shard`, defaults but shard size 8) at 32 and
+    64 px: 22 train samples in 3 shards + 2 val in 1, both backgrounds, manifest + indexes.
+    Read-only: copy it before changing anything."""
+    from depthkit.shards import ShardConfig, write_shards
+
+    out = tmp_path_factory.mktemp("shards") / "shards"
+    write_shards([synth_root], ShardConfig(out=out, resolutions=SHARD_RESOLUTIONS,
+                                           shard_size=8, workers=0, progress=False))
+    return out
+
+# --- end shard fixtures ---
