@@ -59,8 +59,14 @@ def grid_distort(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
 
 
 def _taps(factors: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Neighbour indices and 8-bit weights of each destination pixel along one axis."""
-    src = source_coords(torch.from_numpy(np.asarray(factors, np.float32))[None], size)[0].numpy()
+    """Neighbour indices and 8-bit weights of each destination pixel along one axis.
+
+    numpy twin of `source_coords` (the same knots, np.interp between them): a handful of tiny
+    torch ops per image would cost more than the resampling itself.
+    """
+    widths = 1.0 + np.asarray(factors, np.float64)
+    knots = np.concatenate([[0.0], np.cumsum(widths)]) / widths.sum() * size
+    src = np.interp(np.arange(size) + 0.5, np.linspace(0, size, len(widths) + 1), knots)
     pos = np.clip(src - 0.5, 0, size - 1)
     i0 = np.floor(pos).astype(np.intp)
     i1 = np.minimum(i0 + 1, size - 1)
@@ -73,11 +79,12 @@ def _blend(a0: np.ndarray, a1: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (out >> 8).astype(np.uint8)
 
 
-def grid_distort_hwc(image: np.ndarray, params: np.ndarray) -> np.ndarray:
+def grid_distort_hwc(
+    image: np.ndarray, params: np.ndarray, taps: tuple | None = None
+) -> np.ndarray:
     """Distort one uint8 HWC image with params (2, steps) (same map as `grid_distort`)."""
     h, w = image.shape[:2]
-    x0, x1, wx = _taps(params[0], w)
-    y0, y1, wy = _taps(params[1], h)
+    (x0, x1, wx), (y0, y1, wy) = taps or (_taps(params[0], w), _taps(params[1], h))
     tmp = _blend(image[:, x0], image[:, x1], wx[None, :, None])
     return _blend(tmp[y0], tmp[y1], wy[:, None, None])
 
@@ -85,5 +92,10 @@ def grid_distort_hwc(image: np.ndarray, params: np.ndarray) -> np.ndarray:
 def grid_distort_batch(*batch: list[np.ndarray]) -> tuple[list[np.ndarray], ...]:
     """DALI python_function (batch mode): inputs bg, fgbg, mask, depth, params; 4 outputs."""
     *images, params = batch
-    return tuple([grid_distort_hwc(im, p) for im, p in zip(imgs, params, strict=True)]
-                 for imgs in images)
+    out: tuple[list[np.ndarray], ...] = tuple([] for _ in images)
+    for i, p in enumerate(params):
+        h, w = images[0][i].shape[:2]
+        taps = (_taps(p[0], w), _taps(p[1], h))  # one map per sample, shared by its 4 images
+        for dst, imgs in zip(out, images, strict=True):
+            dst.append(grid_distort_hwc(imgs[i], p, taps))
+    return out

@@ -25,6 +25,10 @@ refused, with its path and the reason); the caller decides whether to skip and r
 stop. Member names that are absolute or climb out (`..`) are refused as Problems and never
 followed. Samples come sorted by (bg, group, nnn) from folders and zips, and in fgbg.7z's
 stored order from the 7z set.
+
+Folders and zips are random access: `sample_refs` lists where each sample's members are
+(names only, no image read) and `read_ref` reads one sample from its `SampleRef`, with a
+`MemberReader` that pickles to a worker process (which then opens its own zip handle).
 """
 
 from __future__ import annotations
@@ -209,6 +213,69 @@ def make_sample(sid: SampleId, path: str, fgbg: bytes, mask: bytes, depth: bytes
                   fgbg=fgbg, mask=mask, depth=depth)
 
 
+@dataclass(frozen=True)
+class SampleRef:
+    """Where one sample's fgbg, mask and depth are in a random-access source (folder or zip):
+    file paths or zip member names. Small and picklable, so a worker process can read it."""
+
+    key: str
+    bg: int
+    group: int
+    nnn: int
+    path: str  # fgbg path in layout form, as Sample.path
+    members: tuple[str, str, str]  # fgbg, mask, depth as `MemberReader.read` takes them
+
+
+class MemberReader:
+    """Reads `SampleRef.members`: files of a folder source, or members of a zip (opened on
+    first use). Pickles as its zip path only; unpickling in a process reuses that process's
+    open handle for the same zip, so a worker opens each zip once, not once per task."""
+
+    def __init__(self, zip_path: str | None = None) -> None:
+        self.zip_path = zip_path
+        self._zf: zipfile.ZipFile | None = None
+
+    def read(self, name: str) -> bytes:
+        """The bytes of one member (OSError if unreadable)."""
+        if self.zip_path is None:
+            with open(name, "rb") as f:
+                return f.read()
+        if self._zf is None:
+            self._zf = zipfile.ZipFile(self.zip_path)
+        try:
+            return self._zf.read(name)
+        except (zipfile.BadZipFile, RuntimeError, ValueError, KeyError) as err:  # CRC, ...
+            raise OSError(str(err)) from None
+
+    def close(self) -> None:
+        if self._zf is not None:
+            self._zf.close()
+            self._zf = None
+
+    def __reduce__(self) -> tuple:
+        return (_process_reader, (self.zip_path,))
+
+
+_PROCESS_READERS: dict[str | None, MemberReader] = {}  # per process: one open handle per zip
+
+
+def _process_reader(zip_path: str | None) -> MemberReader:
+    """This process's reader for a zip (or for folders), made on first use."""
+    reader = _PROCESS_READERS.get(zip_path)
+    if reader is None:
+        reader = _PROCESS_READERS[zip_path] = MemberReader(zip_path)
+    return reader
+
+
+def read_ref(ref: SampleRef, reader: MemberReader) -> Sample | Problem:
+    """Read one sample's bytes (unchecked) from its ref; a Problem if a member is unreadable."""
+    try:
+        fgbg, mask, depth = (reader.read(m) for m in ref.members)
+    except OSError as err:
+        return Problem(ref.path, f"unreadable: {err}")
+    return make_sample((ref.bg, ref.group, ref.nnn), ref.path, fgbg, mask, depth)
+
+
 def missing_reason(roles: Iterable[str], have: Iterable[str]) -> str:
     missing = [r for r in roles if r not in set(have)]
     return f"{' and '.join(missing)} missing"
@@ -290,8 +357,10 @@ class _IndexedSource(Source):
         """Background ids present in any sample role, sorted."""
         raise NotImplementedError
 
-    def _members_of(self, bg: int) -> Iterator[Member | Problem]:
-        """Sample-role members of one background."""
+    def _members_of(self, bg: int, roles: Sequence[str] = SAMPLE_ROLES
+                    ) -> Iterator[Member | Problem]:
+        """Sample-role members of one background (of `roles` at least: a source may yield
+        more)."""
         raise NotImplementedError
 
     def _read(self, member: Member) -> bytes:
@@ -313,13 +382,24 @@ class _IndexedSource(Source):
 
     def keys(self) -> Iterator[tuple[str, int]]:
         for bg in self._bg_ids():
-            ids = {m.id for m in self._members_of(bg) if isinstance(m, Member) and m.role == FGBG}
+            ids = {m.id for m in self._members_of(bg, (FGBG,))
+                   if isinstance(m, Member) and m.role == FGBG}
             for sid in sorted(ids):
                 yield sample_key(*sid), bg
 
-    def samples(self, *, check: bool = True,
-                bgs: Collection[int] | None = None) -> Iterator[Sample | Problem]:
-        status = self._bg_status(check)
+    def _source_problems(self) -> Iterator[Problem]:
+        """Problems outside any background's folders (reported when no `bgs` filter)."""
+        return iter(())
+
+    def _locate(self, member: Member) -> str:
+        """The member as `MemberReader.read` takes it."""
+        raise NotImplementedError
+
+    def _joined(self, bgs: Collection[int] | None
+                ) -> Iterator[tuple[SampleId, dict[str, Member]] | Problem]:
+        """Each complete sample's members by role (sorted by id), or a Problem."""
+        if bgs is None:
+            yield from self._source_problems()
         wanted = None if bgs is None else set(bgs)
         for bg in self._bg_ids():
             if wanted is not None and bg not in wanted:
@@ -340,16 +420,43 @@ class _IndexedSource(Source):
                     for m in slot.values():
                         yield Problem(m.path, f"{m.role} without fgbg")
                     continue
-                path = slot[FGBG].path
                 if len(slot) < 3:
-                    yield Problem(path, missing_reason(SAMPLE_ROLES, slot))
+                    yield Problem(slot[FGBG].path, missing_reason(SAMPLE_ROLES, slot))
                     continue
-                try:
-                    data = {role: self._read(m) for role, m in slot.items()}
-                except OSError as err:
-                    yield Problem(path, f"unreadable: {err}")
-                    continue
-                yield self._finish(sid, path, data, status, check)
+                yield sid, slot
+
+    def samples(self, *, check: bool = True,
+                bgs: Collection[int] | None = None) -> Iterator[Sample | Problem]:
+        status = self._bg_status(check)
+        for item in self._joined(bgs):
+            if isinstance(item, Problem):
+                yield item
+                continue
+            sid, slot = item
+            path = slot[FGBG].path
+            try:
+                data = {role: self._read(m) for role, m in slot.items()}
+            except OSError as err:
+                yield Problem(path, f"unreadable: {err}")
+                continue
+            yield self._finish(sid, path, data, status, check)
+
+    def sample_refs(self, bgs: Collection[int] | None = None) -> Iterator[SampleRef | Problem]:
+        """Where every sample is (`read_ref` reads it), with the same layout Problems and
+        order as `samples`, from names only. Backgrounds are not judged here: the caller
+        checks that a sample's background exists and is usable."""
+        for item in self._joined(bgs):
+            if isinstance(item, Problem):
+                yield item
+                continue
+            sid, slot = item
+            yield SampleRef(sample_key(*sid), *sid, slot[FGBG].path,
+                            (self._locate(slot[FGBG]), self._locate(slot[MASK]),
+                             self._locate(slot[DEPTH])))
+
+    def reader(self) -> MemberReader:
+        """A reader for this source's `SampleRef`s (close it when done)."""
+        raise NotImplementedError
 
 
 class FolderSource(_IndexedSource):
@@ -420,8 +527,9 @@ class FolderSource(_IndexedSource):
             ids.update(self._bg_dirs(role))
         return sorted(ids)
 
-    def _members_of(self, bg: int) -> Iterator[Member | Problem]:
-        for role in SAMPLE_ROLES:
+    def _members_of(self, bg: int, roles: Sequence[str] = SAMPLE_ROLES
+                    ) -> Iterator[Member | Problem]:
+        for role in roles:
             name = self._bg_dirs(role).get(bg)
             if name is not None:
                 top = self.dirs[role]
@@ -436,15 +544,18 @@ class FolderSource(_IndexedSource):
                 if not e.name.startswith(".") and not (e.is_dir() and _NUM.match(e.name)):
                     yield Problem(f"{top.name}/{e.name}", "not in the original layout")
 
-    def samples(self, *, check: bool = True,
-                bgs: Collection[int] | None = None) -> Iterator[Sample | Problem]:
-        if bgs is None:
-            yield from self._stray()
-        yield from super().samples(check=check, bgs=bgs)
+    def _source_problems(self) -> Iterator[Problem]:
+        return self._stray()
 
     def _read(self, member: Member) -> bytes:
         folder, rest = member.path.split("/", 1)
         return (self.dirs[member.role] / rest).read_bytes()
+
+    def _locate(self, member: Member) -> str:
+        return str(self.dirs[member.role] / member.path.split("/", 1)[1])
+
+    def reader(self) -> MemberReader:
+        return MemberReader()
 
     def count(self) -> int:
         n = 0
@@ -500,22 +611,26 @@ class ZipSource(_IndexedSource):
     def _bg_ids(self) -> list[int]:
         return sorted(self.by_bg)
 
-    def _members_of(self, bg: int) -> Iterator[Member | Problem]:
+    def _members_of(self, bg: int, roles: Sequence[str] = SAMPLE_ROLES
+                    ) -> Iterator[Member | Problem]:
         for m, zi in self.by_bg[bg]:
             self.info[m.path] = zi
             yield m
 
-    def samples(self, *, check: bool = True,
-                bgs: Collection[int] | None = None) -> Iterator[Sample | Problem]:
-        if bgs is None:
-            yield from self.problems
-        yield from super().samples(check=check, bgs=bgs)
+    def _source_problems(self) -> Iterator[Problem]:
+        return iter(self.problems)
 
     def _read(self, member: Member) -> bytes:
         try:
             return self.zf.read(self.info[member.path])
         except (zipfile.BadZipFile, RuntimeError, ValueError) as err:  # CRC, encryption
             raise OSError(str(err)) from None
+
+    def _locate(self, member: Member) -> str:
+        return self.info[member.path].filename
+
+    def reader(self) -> MemberReader:
+        return MemberReader(str(self.path))
 
 
 def open_source(paths: Sequence[str | Path] | str | Path, *, buffer: int = 1000) -> Source:

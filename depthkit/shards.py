@@ -5,14 +5,19 @@ Data flow (the folder format is in depthkit/schema.py and depthkit/manifest.py):
 1. list the source's sample keys (cheap: names only) and make the plan: split + seeded global
    shuffle + shards (depthkit/shardplan.py);
 2. write `<res>/backgrounds.tar` (each background once, checked and resized);
-3. stream the source once: every sample is decode-checked and resized in a process pool
-   (depthkit/convert.py) and appended to its shard's spill bucket (depthkit/spill.py);
-4. write each shard's tar + DALI index per resolution from its bucket, in planned order;
-5. per-channel stats, rejects.jsonl and manifest.json.
+3. random-access sources (folder, zip): read each shard's samples directly in planned order;
+   worker processes read the files themselves, decode-check and convert them
+   (depthkit/convert.py) and return tar fragments (depthkit/shardparts.py), which the main
+   process appends to the shard's tar (hashing as it writes): each shard is written once;
+3'. sequential sources (the .7z set): stream the source once, converting in a process pool and
+   appending each sample to its shard's spill bucket (depthkit/spill.py), then write each
+   shard's tars from its bucket in planned order;
+4. per-channel stats, rejects.jsonl and manifest.json.
 
-Restart: OUT/.work/journal.json records (atomically) how far step 3 got and each finished
-shard's sha256; a rerun with the same arguments keeps every finished shard whose files still
-match, resumes step 3 where it stopped and ends with the same files and manifest.
+Restart: OUT/.work/journal.json records (atomically) each finished shard's sha256 (and, for
+sequential sources, how far the spill got); a rerun with the same arguments keeps every
+finished shard whose files still match, redoes the rest (resuming the spill where it
+stopped) and ends with the same files and manifest.
 """
 
 from __future__ import annotations
@@ -44,11 +49,13 @@ from depthkit.convert import (
 )
 from depthkit.errors import DepthkitError
 from depthkit.progress import progress_bar
+from depthkit.shardparts import Part, convert_refs, sample_members, sample_meta
 from depthkit.shardplan import Plan, ShardSpec, SplitConfig, make_plan
 from depthkit.shardstats import channel_stats
 from depthkit.spill import Buckets, encode_record, iter_records
 from depthkit.tario import (
     AtomicTar,
+    Fragment,
     index_text,
     list_members,
     remove_stale_tmp,
@@ -264,16 +271,36 @@ def _shard_files_ok(out: Path, spec: ShardSpec, record: dict[str, Any],
     return True
 
 
-def _meta(sample: Any) -> bytes:
-    return json.dumps({"bg": sample.bg, "group": sample.group, "nnn": sample.nnn,
-                       "fg": sample.fg, "flip": bool(sample.flip), "src": sample.path},
-                      sort_keys=True).encode()
+def _open_shard(out: Path, spec: ShardSpec, resolutions: tuple[int, ...]
+                ) -> dict[int, AtomicTar]:
+    """Temp tars (one per resolution) for one shard."""
+    return {r: AtomicTar(*_tar_paths(out, r, spec.name)) for r in resolutions}
+
+
+def _abort(writers: dict[int, AtomicTar] | None) -> None:
+    for w in (writers or {}).values():
+        w.abort()
+
+
+def _commit_shard(out: Path, writers: dict[int, AtomicTar], written: int,
+                  rejects: list[dict[str, str]]) -> dict[str, Any]:
+    """Rename a shard's finished tars into place; return its journal entry."""
+    files: dict[str, Any] = {}
+    for r, w in writers.items():
+        if written == 0:
+            w.abort()
+            files[str(r)] = {"samples": 0}
+            continue
+        info = w.commit()
+        files[str(r)] = {"tar": _rel(out, w.tar_path), "index": _rel(out, w.idx_path),
+                         "samples": info.samples, "bytes": info.bytes, "sha256": info.sha256}
+    return {"files": files, "rejects": rejects}
 
 
 def _finish_shard(out: Path, spec: ShardSpec, bucket: Path,
                   resolutions: tuple[int, ...]) -> dict[str, Any]:
     """Write one shard's tars (one per resolution) from its bucket; return its journal entry."""
-    writers = {r: AtomicTar(*_tar_paths(out, r, spec.name)) for r in resolutions}
+    writers = _open_shard(out, spec, resolutions)
     rejects: list[dict[str, str]] = []
     written = 0
     try:
@@ -284,36 +311,22 @@ def _finish_shard(out: Path, spec: ShardSpec, bucket: Path,
                                     "kind": rec.header["kind"]})
                     continue
                 meta, *images = rec.blobs
-                bgid = schema.encode_bgid(rec.header["bg"])
                 for i, r in enumerate(resolutions):
-                    w = writers[r]
-                    fgbg, mask, depth = images[3 * i: 3 * i + 3]
-                    w.add(f"{rec.key}.{schema.EXT_FGBG}", fgbg)
-                    w.add(f"{rec.key}.{schema.EXT_MASK}", mask)
-                    w.add(f"{rec.key}.{schema.EXT_DEPTH}", depth)
-                    w.add(f"{rec.key}.{schema.EXT_BGID}", bgid)
-                    w.add(f"{rec.key}.{schema.EXT_META}", meta)
+                    for name, data in sample_members(rec.key, rec.header["bg"], meta,
+                                                     *images[3 * i: 3 * i + 3]):
+                        writers[r].add(name, data)
                 written += 1
-        files: dict[str, Any] = {}
-        for r, w in writers.items():
-            if written == 0:
-                w.abort()
-                files[str(r)] = {"samples": 0}
-                continue
-            info = w.commit()
-            files[str(r)] = {"tar": _rel(out, w.tar_path), "index": _rel(out, w.idx_path),
-                             "samples": info.samples, "bytes": info.bytes,
-                             "sha256": info.sha256}
+        return _commit_shard(out, writers, written, rejects)
     except BaseException:
-        for w in writers.values():
-            w.abort()
+        _abort(writers)
         raise
-    return {"files": files, "rejects": rejects}
 
 
 def write_backgrounds(out: Path, source: Any, resolutions: tuple[int, ...], max_pixels: int,
-                      on_reject: Callable[[str, str, str], None]) -> tuple[list[int], dict]:
-    """Check/resize every background into `<res>/backgrounds.tar`; return (ids, file entries)."""
+                      on_reject: Callable[[str, str, str], None],
+                      present: set[int] | None = None) -> tuple[list[int], dict]:
+    """Check/resize every background into `<res>/backgrounds.tar`; return (ids, file entries).
+    `present` (if given) collects every background id the source holds, usable or not."""
     writers = {r: AtomicTar(*_tar_paths(out, r, schema.BACKGROUNDS_STEM)) for r in resolutions}
     ids: list[int] = []
     try:
@@ -322,6 +335,8 @@ def write_backgrounds(out: Path, source: Any, resolutions: tuple[int, ...], max_
                 on_reject(item.path, item.reason, "source")
                 continue
             bg, data = item
+            if present is not None:
+                present.add(bg)
             try:
                 outs = convert_background(bg, data, resolutions, max_pixels)
             except Rejected as err:
@@ -406,12 +421,13 @@ class _Run:
     resolutions: tuple[int, ...]
     plan: Plan
     journal: dict[str, Any]
-    buckets: Buckets
+    buckets: Buckets | None
     on_reject: Callable[[str, str, str], None]
     pool: ProcessPoolExecutor | None
 
     def checkpoint(self, todo: set[int]) -> None:
         """Flush the buckets and journal how far the conversion got (atomically)."""
+        assert self.buckets is not None
         self.buckets.flush()
         self.journal["spill"]["sizes"] = {str(i): self.buckets.size(i) for i in sorted(todo)}
         _save_journal(self.out, self.journal)
@@ -422,6 +438,7 @@ def _spill(run: _Run, source: Any, subset_bgs: set[int] | None, todo: set[int],
     """Stream the source once, converting and appending samples of `todo` shards to buckets."""
     plan, cfg, resolutions, buckets, on_reject = (run.plan, run.cfg, run.resolutions,
                                                   run.buckets, run.on_reject)
+    assert buckets is not None
     spill = run.journal["spill"]
     skip = spill["consumed"]
     total = sum(len(plan.shards[i].keys) for i in todo)
@@ -474,7 +491,7 @@ def _spill(run: _Run, source: Any, subset_bgs: set[int] | None, todo: set[int],
                                                        "kind": r.kind}, [])
                     else:
                         assert r.outputs is not None
-                        blobs = [_meta(item)]
+                        blobs = [sample_meta(item)]
                         for res in resolutions:
                             f, m, d = r.outputs[res]
                             blobs += [item.fgbg if f is None else f,
@@ -489,6 +506,112 @@ def _spill(run: _Run, source: Any, subset_bgs: set[int] | None, todo: set[int],
                 last = time.monotonic()
     spill["complete"] = True
     run.checkpoint(todo)
+
+
+# ----------------------------------------------------------------------------- direct path
+
+
+def _random_access(source: Any) -> bool:
+    """Whether the source reads any sample by its ref (folder, zip): then shards are written
+    directly in planned order, with no spill."""
+    return hasattr(source, "sample_refs") and hasattr(source, "reader")
+
+
+def _plan_refs(source: Any, subset_bgs: set[int] | None, plan: Plan, present: set[int],
+               usable: set[int], on_reject: Callable[[str, str, str], None],
+               problems: list[dict[str, str]]) -> dict[str, Any]:
+    """key -> SampleRef of every planned sample that can be converted (names only). Layout
+    problems and samples without a usable background are rejected here, with the same
+    reasons and kinds as the spill path gives them."""
+    refs: dict[str, Any] = {}
+
+    def reject(path: str, reason: str, kind: str) -> None:
+        problems.append({"path": path, "reason": reason, "kind": kind})
+        on_reject(path, reason, kind)
+
+    for item in source.sample_refs(subset_bgs):
+        if _is_problem(item):
+            reject(item.path, item.reason, "source")
+        elif item.bg not in present:  # as the layout reports it when streaming
+            reject(item.path, f"background bg_final/{item.bg:03d}.jpg missing", "source")
+        elif item.key not in plan.slot:
+            continue
+        elif item.bg not in usable:
+            reject(item.path, f"background {item.bg} missing or unusable", "no-background")
+        else:
+            refs[item.key] = item
+    return refs
+
+
+@dataclass(frozen=True)
+class _Task:
+    """A batch of one shard's refs, in planned order; `last` closes the shard."""
+
+    shard: int
+    refs: list[Any]
+    last: bool
+
+
+def _direct_tasks(plan: Plan, todo: set[int], refs: dict[str, Any]) -> Iterator[_Task]:
+    for i in sorted(todo):
+        mine = [refs[k] for k in plan.shards[i].keys if k in refs]
+        starts = range(0, len(mine), BATCH) if mine else [0]
+        for start in starts:
+            yield _Task(i, mine[start:start + BATCH], start + BATCH >= len(mine))
+
+
+def _converted(run: _Run, reader: Any, tasks: Iterator[_Task]) -> Iterator[tuple[_Task, Part]]:
+    """(task, Part) in task order: inline, or from the pool with a bounded window in flight."""
+    args = (run.resolutions, run.cfg.max_pixels)
+    if run.pool is None:
+        for t in tasks:
+            yield t, convert_refs(t.refs, reader, *args)
+        return
+    empty = Part({r: Fragment(b"", []) for r in run.resolutions}, 0, [])
+    pending: deque[tuple[_Task, Future | None]] = deque()
+    window = 2 * run.cfg.workers + 1
+    for t in tasks:
+        pending.append((t, run.pool.submit(convert_refs, t.refs, reader, *args)
+                        if t.refs else None))
+        if len(pending) >= window:
+            t0, f = pending.popleft()
+            yield t0, f.result() if f is not None else empty
+    while pending:
+        t0, f = pending.popleft()
+        yield t0, f.result() if f is not None else empty
+
+
+def _write_direct(run: _Run, source: Any, refs: dict[str, Any], todo: set[int]) -> None:
+    """Write every `todo` shard once, straight from the source in planned order."""
+    total = sum(1 for i in todo for k in run.plan.shards[i].keys if k in refs)
+    reader = source.reader()
+    writers: dict[int, AtomicTar] | None = None
+    try:
+        with progress_bar("shard", total=total, unit="samples",
+                          enabled=run.cfg.progress) as adv:
+            rejects: list[dict[str, str]] = []
+            written = 0
+            for task, part in _converted(run, reader, _direct_tasks(run.plan, todo, refs)):
+                if writers is None:
+                    writers = _open_shard(run.out, run.plan.shards[task.shard], run.resolutions)
+                    rejects, written = [], 0
+                for rej in part.rejects:
+                    run.on_reject(rej["path"], rej["reason"], rej["kind"])
+                rejects += part.rejects
+                for r, w in writers.items():
+                    w.add_fragment(part.fragments[r])
+                written += part.samples
+                if task.last:
+                    entry = _commit_shard(run.out, writers, written, rejects)
+                    writers = None
+                    run.journal["done"][str(task.shard)] = entry
+                    _save_journal(run.out, run.journal)
+                adv(len(task.refs))
+    except BaseException:
+        _abort(writers)
+        raise
+    finally:
+        reader.close()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -547,8 +670,9 @@ def _write_shards(sources: Sequence[str | Path], cfg: ShardConfig,
             on_reject(path, reason, kind)
             bg_problems.append({"path": path, "reason": reason, "kind": kind})
 
+        present: set[int] = set()
         bg_ids, bg_entries = write_backgrounds(out, source, resolutions, cfg.max_pixels,
-                                               on_bg_reject)
+                                               on_bg_reject, present)
 
         # Keep what an earlier run finished, if still intact.
         done: dict[str, Any] = {}
@@ -559,49 +683,24 @@ def _write_shards(sources: Sequence[str | Path], cfg: ShardConfig,
         journal["done"] = done
         todo = {i for i in range(len(plan.shards)) if str(i) not in done}
 
-        buckets = Buckets(out / WORK_DIR / "buckets")
-        spill = journal.get("spill")
-        resumable = (spill is not None and todo <= set(spill["shards"])
-                     and all(buckets.size(i) >= spill["sizes"].get(str(i), 0) for i in todo))
-        if resumable:
-            for i in todo:
-                buckets.truncate(i, spill["sizes"].get(str(i), 0))
-            for i in set(spill["shards"]) - todo:
-                buckets.remove(i)
+        if _random_access(source):
+            journal["spill"] = None
+            problems: list[dict[str, str]] = []
+            refs = _plan_refs(source, subset_bgs, plan, present, set(bg_ids), on_reject,
+                              problems)
+            run = _Run(out, cfg, resolutions, plan, journal, None, on_reject, pool)
+            _write_direct(run, source, refs, todo)
+            resumed = 0
         else:
-            shutil.rmtree(buckets.folder, ignore_errors=True)
-            buckets.folder.mkdir(parents=True)
-            journal["spill"] = {"shards": sorted(todo), "consumed": 0, "spilled": 0,
-                                "sizes": {}, "complete": not todo, "problems": []}
-        spill = journal["spill"]
-        resumed = spill["spilled"]
-        problems: list[dict[str, str]] = spill["problems"]
-
-        def on_spill_reject(path: str, reason: str, kind: str) -> None:
-            if kind == "source":
-                problems.append({"path": path, "reason": reason, "kind": kind})
-            on_reject(path, reason, kind)
-
-        try:
-            if not spill["complete"]:
-                run = _Run(out, cfg, resolutions, plan, journal, buckets, on_spill_reject, pool)
-                _spill(run, source, subset_bgs, todo, set(bg_ids))
-        finally:
-            buckets.close()
-
-    with progress_bar("write", total=len(todo), unit="shards", enabled=cfg.progress) as adv:
-        for i in sorted(todo):
-            journal["done"][str(i)] = _finish_shard(out, plan.shards[i], buckets.path(i),
-                                                    resolutions)
-            _save_journal(out, journal)
-            buckets.remove(i)
-            adv(1)
+            problems, resumed = _spill_path(out, cfg, resolutions, plan, journal, todo,
+                                            source, subset_bgs, bg_ids, on_reject, pool)
+    buckets_folder = out / WORK_DIR / "buckets"
 
     manifest, rejects = _manifest(out, plan, cfg, resolutions, sources, bg_ids, bg_entries,
-                                  journal, bg_problems, pool)
+                                  journal, bg_problems + problems, pool)
     write_atomic(out / schema.REJECTS_NAME, rejects.encode())
     write_atomic(out / schema.MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
-    shutil.rmtree(buckets.folder, ignore_errors=True)
+    shutil.rmtree(buckets_folder, ignore_errors=True)
     listed = {e[k] for r in manifest["files"].values() for sp in schema.SPLITS
               for e in r[sp] for k in ("tar", "index")}
     _remove_strays(out, resolutions, listed)
@@ -612,6 +711,54 @@ def _write_shards(sources: Sequence[str | Path], cfg: ShardConfig,
     return ShardSummary(out, {s: manifest["counts"][s] for s in schema.SPLITS},
                         manifest["counts"]["rejected"], by_reason, total_bytes,
                         time.monotonic() - t0, kept, len(todo), resumed)
+
+
+def _spill_path(out: Path, cfg: ShardConfig, resolutions: tuple[int, ...], plan: Plan,
+                journal: dict[str, Any], todo: set[int], source: Any,
+                subset_bgs: set[int] | None, bg_ids: list[int],
+                on_reject: Callable[[str, str, str], None],
+                pool: ProcessPoolExecutor | None) -> tuple[list[dict[str, str]], int]:
+    """Sequential sources: spill every `todo` sample to its shard's bucket (resuming an
+    interrupted spill), then write the shards from their buckets. Returns (source problems,
+    samples an earlier run had spilled)."""
+    buckets = Buckets(out / WORK_DIR / "buckets")
+    spill = journal.get("spill")
+    resumable = (spill is not None and todo <= set(spill["shards"])
+                 and all(buckets.size(i) >= spill["sizes"].get(str(i), 0) for i in todo))
+    if resumable:
+        for i in todo:
+            buckets.truncate(i, spill["sizes"].get(str(i), 0))
+        for i in set(spill["shards"]) - todo:
+            buckets.remove(i)
+    else:
+        shutil.rmtree(buckets.folder, ignore_errors=True)
+        buckets.folder.mkdir(parents=True)
+        journal["spill"] = {"shards": sorted(todo), "consumed": 0, "spilled": 0,
+                            "sizes": {}, "complete": not todo, "problems": []}
+    spill = journal["spill"]
+    resumed = spill["spilled"]
+    problems: list[dict[str, str]] = spill["problems"]
+
+    def on_spill_reject(path: str, reason: str, kind: str) -> None:
+        if kind == "source":
+            problems.append({"path": path, "reason": reason, "kind": kind})
+        on_reject(path, reason, kind)
+
+    try:
+        if not spill["complete"]:
+            run = _Run(out, cfg, resolutions, plan, journal, buckets, on_spill_reject, pool)
+            _spill(run, source, subset_bgs, todo, set(bg_ids))
+    finally:
+        buckets.close()
+
+    with progress_bar("write", total=len(todo), unit="shards", enabled=cfg.progress) as adv:
+        for i in sorted(todo):
+            journal["done"][str(i)] = _finish_shard(out, plan.shards[i], buckets.path(i),
+                                                    resolutions)
+            _save_journal(out, journal)
+            buckets.remove(i)
+            adv(1)
+    return problems, resumed
 
 
 def _fingerprint(plan: Plan, cfg: ShardConfig, resolutions: tuple[int, ...],
@@ -625,15 +772,15 @@ def _fingerprint(plan: Plan, cfg: ShardConfig, resolutions: tuple[int, ...],
 
 def _manifest(out: Path, plan: Plan, cfg: ShardConfig, resolutions: tuple[int, ...],
               sources: Sequence[Path], bg_ids: list[int], bg_entries: dict[str, Any],
-              journal: dict[str, Any], bg_problems: list[dict[str, str]],
+              journal: dict[str, Any], problems: list[dict[str, str]],
               pool: ProcessPoolExecutor | None) -> tuple[dict[str, Any], str]:
-    """(manifest, rejects.jsonl text) from the journal of finished shards (manifest structure
-    in depthkit/manifest.py)."""
+    """(manifest, rejects.jsonl text) from the journal of finished shards and the rejects
+    outside them (`problems`; manifest structure in depthkit/manifest.py)."""
     files: dict[str, Any] = {}
     counts = {s: 0 for s in schema.SPLITS}
     for r in resolutions:
         files[str(r)] = {"backgrounds": bg_entries[str(r)], "train": [], "val": []}
-    rejects = list(bg_problems) + list(journal["spill"]["problems"])
+    rejects = list(problems)
     for i, spec in enumerate(plan.shards):
         rec = journal["done"][str(i)]
         rejects += rec["rejects"]

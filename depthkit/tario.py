@@ -77,6 +77,29 @@ def tar_header(name: str, size: int) -> bytes:
                      b"%06o\x00" % chksum, _TAIL[7:]))
 
 
+@dataclass(frozen=True)
+class Fragment:
+    """A run of tar members (headers, data, padding; no end-of-archive blocks), with offsets
+    relative to its start: appended as is, it gives the same bytes as adding each member."""
+
+    data: bytes
+    members: list[Member]
+
+
+def tar_fragment(items: Iterable[tuple[str, bytes]]) -> Fragment:
+    """Lay out (member name, bytes) pairs as tar members in one bytes object."""
+    parts: list[bytes] = []
+    members: list[Member] = []
+    pos = 0
+    for name, data in items:
+        header = tar_header(name, len(data))
+        pad = -len(data) % BLOCK
+        members.append(Member(name, pos + len(header), len(data)))
+        parts += (header, data, bytes(pad)) if pad else (header, data)
+        pos += len(header) + len(data) + pad
+    return Fragment(b"".join(parts), members)
+
+
 class TarWriter:
     """Appends regular files to a binary stream as a tar; hashes what it writes.
 
@@ -102,6 +125,12 @@ class TarWriter:
         pad = -len(data) % BLOCK
         if pad:
             self._write(bytes(pad))
+
+    def add_fragment(self, fragment: Fragment) -> None:
+        """Append members already laid out by `tar_fragment` (e.g. in a worker process)."""
+        base = self._pos
+        self._write(fragment.data)
+        self.members.extend(Member(m.name, base + m.offset, m.size) for m in fragment.members)
 
     def finish(self) -> tuple[int, str]:
         """Write the end-of-archive blocks; return (total bytes, sha256 hex)."""
@@ -220,6 +249,9 @@ class AtomicTar:
 
     def add(self, name: str, data: bytes) -> None:
         self._writer.add(name, data)
+
+    def add_fragment(self, fragment: Fragment) -> None:
+        self._writer.add_fragment(fragment)
 
     def commit(self) -> TarInfoRecord:
         """Finish, fsync and rename; return what the manifest records."""

@@ -491,13 +491,14 @@ class Trainer:
         ))
 
     def _wrap(self, model: nn.Module) -> nn.Module:
+        """torch.compile first, then DDP (as nanoGPT does); `unwrap` undoes both."""
+        if self.cfg.compile:
+            model = torch.compile(model)
         if self.rt.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
-        if self.cfg.compile:
-            model = torch.compile(model)
         return model
 
     def resume(self, ck: dict[str, Any]) -> None:

@@ -600,33 +600,37 @@ KILLER = """
 import os, signal, sys
 from pathlib import Path
 from depthkit import shards
+from depthkit.tario import AtomicTar
 target, k = sys.argv[3], int(sys.argv[4])
 shards.BATCH = 4  # several conversion checkpoints even in 24 samples
 calls = [0]
-if target == "append":
-    real = shards.Buckets.append
-    def hook(self, *a):
-        if calls[0] == k:
-            os.kill(os.getpid(), signal.SIGKILL)
-        calls[0] += 1
-        return real(self, *a)
-    shards.Buckets.append = hook
-else:
-    real = shards._finish_shard
+def hooked(real):
     def hook(*a):
         if calls[0] == k:
             os.kill(os.getpid(), signal.SIGKILL)
         calls[0] += 1
         return real(*a)
-    shards._finish_shard = hook
+    return hook
+if target == "append":  # the spill path (sequential sources), forced on this folder
+    shards._random_access = lambda source: False
+    shards.Buckets.append = hooked(shards.Buckets.append)
+elif target == "fragment":  # the direct path, in the middle of a shard
+    AtomicTar.add_fragment = hooked(AtomicTar.add_fragment)
+else:  # either path, just before a shard is committed
+    shards._commit_shard = hooked(shards._commit_shard)
 shards.write_shards([Path(sys.argv[1])], shards.ShardConfig(
     out=Path(sys.argv[2]), resolutions=(32, 64), shard_size=4, workers=0, progress=False,
     checkpoint_s=0))
 """
 
 
-@pytest.mark.parametrize(("target", "k"), [("append", 13), ("finish", 2)])
-def test_killed_run_reruns_to_identical_output(synth_root, tmp_path, target, k):
+@pytest.mark.parametrize(("target", "k", "kept"),
+                         [("append", 13, 0), ("fragment", 5, 2), ("finish", 2, 2)])
+def test_killed_run_reruns_to_identical_output(synth_root, tmp_path, monkeypatch, target, k,
+                                               kept):
+    if target == "append":
+        monkeypatch.setattr(shards, "_random_access", lambda source: False)
+
     def run(out: Path) -> shards.ShardSummary:
         return shards.write_shards([synth_root], shards.ShardConfig(
             out=out, resolutions=(32, 64), shard_size=4, workers=0, progress=False))
@@ -640,9 +644,45 @@ def test_killed_run_reruns_to_identical_output(synth_root, tmp_path, target, k):
     assert not (tmp_path / "out" / schema.MANIFEST_NAME).exists()
     summary = run(tmp_path / "out")
     if target == "append":
-        assert summary.resumed > 0 and summary.shards_kept == 0
-    else:
-        assert summary.shards_kept == k
+        assert summary.resumed > 0
+    assert summary.shards_kept == kept
     assert all_files(tmp_path / "out") == all_files(tmp_path / "ref")
     leftovers = [p for p in (tmp_path / "out").rglob("*") if ".tmp-" in p.name]
     assert leftovers == []
+
+
+def test_direct_and_spill_paths_and_worker_counts_give_identical_files(synth_root, tmp_path,
+                                                                      monkeypatch):
+    """Folders and zips are written directly (no spill), sequential sources via the spill:
+    same bytes, rejects and manifest either way, inline or with 2 workers."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "school"
+    shutil.copytree(synth_root, src)
+    fgbg = sorted((src / "fg_bg").rglob("*.jpg"))
+    fgbg[0].write_bytes(fgbg[0].read_bytes()[:-400])  # truncated entropy stream
+    (src / "fg_bg_mask" / fgbg[1].relative_to(src / "fg_bg")).unlink()  # mask missing
+    zpath = tmp_path / "school.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for p in sorted(src.rglob("*.jpg")):
+            z.write(p, p.relative_to(src).as_posix())
+
+    def files(source: Path, out: str, workers: int) -> dict[str, bytes]:
+        shards.write_shards([source], shards.ShardConfig(
+            out=tmp_path / out, resolutions=(32, 64), shard_size=5, workers=workers,
+            progress=False))
+        got = all_files(tmp_path / out)
+        m = json.loads(got.pop(schema.MANIFEST_NAME))
+        m.pop("source")
+        return {**got, schema.MANIFEST_NAME: json.dumps(m).encode()}
+
+    direct = files(src, "direct", 0)
+    rejects = direct[schema.REJECTS_NAME].decode()
+    assert len(rejects.splitlines()) == 2
+    assert fgbg[0].relative_to(src).as_posix() in rejects and "mask missing" in rejects
+    assert files(src, "direct2", 2) == direct
+    assert files(zpath, "zip2", 2) == direct
+    monkeypatch.setattr(shards, "_random_access", lambda source: False)
+    assert files(src, "spill", 0) == direct
+    assert files(src, "spill2", 2) == direct

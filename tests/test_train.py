@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -258,3 +259,18 @@ def test_shard_run_resumes_mid_epoch_like_an_uninterrupted_one(
     assert load_checkpoint(tmp_path / "b" / "last.pt")["meta"]["step"] == 10
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+
+
+def test_amp_on_cpu_uses_bf16_and_still_learns(tmp_path: Path, data) -> None:
+    from depthkit.train import pick_amp_dtype
+
+    assert pick_amp_dtype(TrainConfig(shards=tmp_path, amp=True), torch.device("cpu")) is (
+        torch.bfloat16)
+    with pytest.raises(DepthkitError, match="fp16 needs CUDA"):
+        pick_amp_dtype(TrainConfig(shards=tmp_path, amp=True, amp_dtype="fp16"),
+                       torch.device("cpu"))
+    train, val = data
+    result = fit(config(tmp_path, amp=True, lr=5e-3, val_every=0),
+                 tensor_loader_factory(train, val, NORM))
+    first, last = result["history"][0], result["history"][-1]
+    assert math.isfinite(last["train_loss"]) and last["train_loss"] < first["train_loss"]
