@@ -215,18 +215,21 @@ def eval_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
 ) -> None:
     """Mask IoU/Dice/accuracy and depth RMSE/MAE/abs_rel/delta/SSIM of a checkpoint."""
-    from depthkit.evaluate import EvalConfig, evaluate, format_table, write_grid, write_json
-    from depthkit.manifest import load_manifest, split_count
+    from depthkit.evaluate import (
+        EvalConfig,
+        format_table,
+        prepare,
+        run_eval,
+        write_grid,
+        write_json,
+    )
     from depthkit.progress import progress_bar
 
-    cfg = EvalConfig(checkpoint=checkpoint, shards=shards, split=split, res=res,
-                     shard_res=shard_res, batch_size=batch_size, device=device,
-                     grid_samples=grid_samples, limit=limit)
-    total = split_count(load_manifest(shards), split) if split in ("train", "val") else None
-    if total is not None and limit is not None:
-        total = min(total, limit)
-    with progress_bar(f"eval {split}", total=total) as advance:
-        result = evaluate(cfg, progress=advance)
+    run = prepare(EvalConfig(checkpoint=checkpoint, shards=shards, split=split, res=res,
+                             shard_res=shard_res, batch_size=batch_size, device=device,
+                             grid_samples=grid_samples, limit=limit))
+    with progress_bar(f"eval {split}", total=run.total) as advance:
+        result = run_eval(run, progress=advance)
     typer.echo(format_table(result))
     if json_out is not None:
         write_json(result, json_out)
@@ -249,13 +252,14 @@ def predict_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
 ) -> None:
     """Predict mask and depth for (bg, fgbg) pairs of any size; writes PNGs to --out."""
-    from depthkit.predict import PredictConfig, count_pairs, iter_predictions
+    from depthkit.predict import PredictConfig, prepare_predict, run_predict
     from depthkit.progress import progress_bar
 
-    cfg = PredictConfig(checkpoint=checkpoint, bg=bg, fgbg=fgbg, out=out, res=res, device=device)
+    run = prepare_predict(PredictConfig(checkpoint=checkpoint, bg=bg, fgbg=fgbg, out=out,
+                                        res=res, device=device))
     done = 0
-    with progress_bar("predict", total=count_pairs(cfg), unit="pairs") as advance:
-        for _ in iter_predictions(cfg):
+    with progress_bar("predict", total=len(run.pairs), unit="pairs") as advance:
+        for _ in run_predict(run):
             done += 1
             advance()
     typer.echo(f"predicted {done} pair(s): masks, depth (gray + colour) and side-by-side "
@@ -267,7 +271,7 @@ def predict_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, run and results.")]
     = Path("demo-out"),
-    epochs: Annotated[int, typer.Option(help="Training epochs at 64 px.")] = 2,
+    epochs: Annotated[int, typer.Option(help="Training epochs at 64 px.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of data, weights and order.")] = 0,
 ) -> None:
     """Synth -> shard -> train at 64 px on the CPU -> eval: metrics JSON + picture grid."""

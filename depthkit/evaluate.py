@@ -121,17 +121,39 @@ def grid_row(bg: torch.Tensor, fgbg: torch.Tensor, mask: torch.Tensor, mask_prob
     ]
 
 
-@torch.no_grad()
-def evaluate(cfg: EvalConfig, progress: Callable[..., None] | None = None) -> EvalResult:
-    """Run the model over a split and return metrics, run info and grid rows."""
+@dataclass
+class EvalRun:
+    """A checked, ready evaluation: model loaded, loader built (errors surface here)."""
+
+    cfg: EvalConfig
+    model: torch.nn.Module
+    meta: dict[str, Any]
+    loader: Any
+    manifest: dict[str, Any]
+    device: torch.device
+    res: int
+    shard_res: int
+
+    @property
+    def total(self) -> int:
+        """Samples the run will see (for a progress bar)."""
+        from depthkit.manifest import split_count
+
+        n = split_count(self.manifest, self.cfg.split)
+        return n if self.cfg.limit is None else min(n, self.cfg.limit)
+
+
+def prepare(cfg: EvalConfig) -> EvalRun:
+    """Check the options, load the model and build the loader (one-line errors, no work)."""
     from depthkit.checkpoint import load_model
-    from depthkit.manifest import load_manifest, resolutions, split_count
-    from depthkit.model import to_outputs
+    from depthkit.manifest import load_manifest, resolutions
     from depthkit.pipeline import LoaderConfig, build_loader
 
     manifest = load_manifest(cfg.shards)
-    if cfg.split not in manifest.get("counts", {}):
-        raise DepthkitError(f"--split {cfg.split}: the shards hold {', '.join(manifest['counts'])}")
+    if cfg.split not in manifest.get("counts", {}) or cfg.split == "rejected":
+        raise DepthkitError(f"--split {cfg.split}: the shards hold train and val")
+    if cfg.res is not None:
+        check_res(cfg.res)
     device = resolve_device(cfg.device)
     model, meta = load_model(cfg.checkpoint, device=str(device))
     res = check_res(cfg.res or int(meta["res"]))
@@ -141,7 +163,17 @@ def evaluate(cfg: EvalConfig, progress: Callable[..., None] | None = None) -> Ev
         augment=None, shuffle=False, device=device.type, num_threads=cfg.num_threads,
         drop_last=False,
     ))
-    model_norm = meta["norm"]
+    return EvalRun(cfg, model, meta, loader, manifest, device, res, shard_res)
+
+
+@torch.no_grad()
+def run_eval(run: EvalRun, progress: Callable[..., None] | None = None) -> EvalResult:
+    """Run the model over the split and return metrics, run info and grid rows."""
+    from depthkit.manifest import split_count
+    from depthkit.model import to_outputs
+
+    cfg, model, loader, device = run.cfg, run.model, run.loader, run.device
+    res, shard_res, model_norm = run.res, run.shard_res, run.meta["norm"]
     acc = MetricAccumulator()
     rows: list[list[np.ndarray]] = []
     seen = 0
@@ -179,17 +211,22 @@ def evaluate(cfg: EvalConfig, progress: Callable[..., None] | None = None) -> Ev
         "checkpoint": str(cfg.checkpoint),
         "shards": str(cfg.shards),
         "split": cfg.split,
-        "split_samples": split_count(manifest, cfg.split),
-        "model": meta.get("model_name"),
+        "split_samples": split_count(run.manifest, cfg.split),
+        "model": run.meta.get("model_name"),
         "model_res": res,
         "shard_res": shard_res,
-        "epoch": meta.get("epoch"),
-        "step": meta.get("step"),
+        "epoch": run.meta.get("epoch"),
+        "step": run.meta.get("step"),
         "device": str(device),
         "seconds": round(seconds, 3),
         "samples_per_s": round(metrics["samples"] / seconds, 1) if seconds > 0 else None,
     }
     return EvalResult(metrics=metrics, info=info, grid_rows=rows)
+
+
+def evaluate(cfg: EvalConfig, progress: Callable[..., None] | None = None) -> EvalResult:
+    """prepare + run_eval in one call."""
+    return run_eval(prepare(cfg), progress)
 
 
 def write_json(result: EvalResult, path: Path) -> None:

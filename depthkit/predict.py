@@ -197,30 +197,45 @@ def output_names(pairs: list[tuple[Path, Path]]) -> list[str]:
     return list(seen)
 
 
-def iter_predictions(cfg: PredictConfig) -> Iterator[tuple[Path, list[Path]]]:
-    """Predict every pair of `cfg`, writing its outputs; yields (fgbg path, written paths)."""
+@dataclass(frozen=True)
+class PredictRun:
+    """A checked, ready prediction job: pairs matched, model loaded, output folder made."""
+
+    pairs: list[tuple[Path, Path]]
+    names: list[str]
+    model: torch.nn.Module
+    meta: dict[str, Any]
+    res: int
+    device: torch.device
+    out: Path
+
+
+def prepare_predict(cfg: PredictConfig) -> PredictRun:
+    """Match the pairs, check the options and load the model (one-line errors, no work)."""
     from depthkit.checkpoint import load_model
 
     pairs = list_pairs(cfg.bg, cfg.fgbg)
     names = output_names(pairs)
-    device = resolve_device(cfg.device)
-    model, meta = load_model(cfg.checkpoint, device=str(device))
-    res = check_res(cfg.res or int(meta["res"]))
+    if cfg.res is not None:
+        check_res(cfg.res)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise DepthkitError(f"-o {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    model, meta = load_model(cfg.checkpoint, device=str(device))
+    res = check_res(cfg.res or int(meta["res"]))
+    return PredictRun(pairs, names, model, meta, res, device, out)
+
+
+def run_predict(run: PredictRun) -> Iterator[tuple[Path, list[Path]]]:
+    """Predict every pair, writing its outputs; yields (fgbg path, written paths)."""
+    run.out.mkdir(parents=True, exist_ok=True)
     bg_cache: tuple[Path, np.ndarray] | None = None
-    for (bg_path, fgbg_path), name in zip(pairs, names, strict=True):
+    for (bg_path, fgbg_path), name in zip(run.pairs, run.names, strict=True):
         if bg_cache is None or bg_cache[0] != bg_path:
             bg_cache = (bg_path, read_rgb(bg_path))
         bg = bg_cache[1]
         fgbg = read_rgb(fgbg_path)
         check_same_scene(bg_path, bg, fgbg_path, fgbg)
-        pred = predict_arrays(model, meta, bg, fgbg, res, device)
-        yield fgbg_path, write_outputs(out, name, bg, fgbg, pred)
-
-
-def count_pairs(cfg: PredictConfig) -> int:
-    """How many pairs `cfg` names (for a progress bar); raises on a mismatch."""
-    return len(list_pairs(cfg.bg, cfg.fgbg))
+        pred = predict_arrays(run.model, run.meta, bg, fgbg, run.res, run.device)
+        yield fgbg_path, write_outputs(run.out, name, bg, fgbg, pred)

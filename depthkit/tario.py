@@ -80,21 +80,23 @@ def tar_header(name: str, size: int) -> bytes:
 @dataclass(frozen=True)
 class Fragment:
     """A run of tar members (headers, data, padding; no end-of-archive blocks), with offsets
-    relative to its start: appended as is, it gives the same bytes as adding each member."""
+    relative to its start: appended as is, it gives the same bytes as adding each member.
+    Members are plain (name, offset, size) tuples: fragments cross process boundaries, and
+    tuples pickle several times faster than dataclasses."""
 
     data: bytes
-    members: list[Member]
+    members: list[tuple[str, int, int]]
 
 
 def tar_fragment(items: Iterable[tuple[str, bytes]]) -> Fragment:
     """Lay out (member name, bytes) pairs as tar members in one bytes object."""
     parts: list[bytes] = []
-    members: list[Member] = []
+    members: list[tuple[str, int, int]] = []
     pos = 0
     for name, data in items:
         header = tar_header(name, len(data))
         pad = -len(data) % BLOCK
-        members.append(Member(name, pos + len(header), len(data)))
+        members.append((name, pos + len(header), len(data)))
         parts += (header, data, bytes(pad)) if pad else (header, data)
         pos += len(header) + len(data) + pad
     return Fragment(b"".join(parts), members)
@@ -130,7 +132,8 @@ class TarWriter:
         """Append members already laid out by `tar_fragment` (e.g. in a worker process)."""
         base = self._pos
         self._write(fragment.data)
-        self.members.extend(Member(m.name, base + m.offset, m.size) for m in fragment.members)
+        self.members.extend(Member(name, base + offset, size)
+                            for name, offset, size in fragment.members)
 
     def finish(self) -> tuple[int, str]:
         """Write the end-of-archive blocks; return (total bytes, sha256 hex)."""

@@ -53,13 +53,13 @@ def tiny_composites(n: int, res: int = 32, seed: int = 0) -> dict[str, torch.Ten
 
 @pytest.fixture(scope="module")
 def data() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    return tiny_composites(64, seed=1), tiny_composites(16, seed=2)
+    return tiny_composites(48, seed=1), tiny_composites(8, seed=2)
 
 
 def config(tmp_path: Path, **kw) -> TrainConfig:
     base = TrainConfig(shards=tmp_path / "unused", out=tmp_path / "run",
                        stages=(Stage(32, 2),), batch_size=8, optimizer="adamw",
-                       save_every=0, log_every=4, image_every=4)
+                       save_every=0, log_every=4, image_every=4, val_every=0)
     return replace(base, **kw)
 
 
@@ -96,21 +96,21 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path: Path, data) -> Non
     factory = tensor_loader_factory(train, val, NORM)
     straight = config(tmp_path / "a")
     fit(straight, factory)
-    # stop after 11 steps (8 batches per epoch: 3 batches into epoch 2), then resume
-    interrupted = config(tmp_path / "b", max_steps=11)
+    # stop after 9 steps (6 batches per epoch: 3 batches into epoch 2), then resume
+    interrupted = config(tmp_path / "b", max_steps=9)
     first = fit(interrupted, factory)
-    assert first["steps"] == 11 and first["epochs"] == 1
+    assert first["steps"] == 9 and first["epochs"] == 1
     ck = load_checkpoint(tmp_path / "b" / "run" / "last.pt")
     assert ck["meta"]["batch_in_epoch"] == 3
     resumed = fit(config(tmp_path / "b", resume=tmp_path / "b" / "run" / "last.pt"), factory)
-    assert resumed["steps"] == 16 and resumed["epochs"] == 2
+    assert resumed["steps"] == 12 and resumed["epochs"] == 2
     a = _weights(tmp_path / "a" / "run" / "last.pt")
     b = _weights(tmp_path / "b" / "run" / "last.pt")
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
     # a different run really differs (the comparison above could fail)
     other = fit(config(tmp_path / "c", seed=1), factory)
-    assert other["steps"] == 16
+    assert other["steps"] == 12
     c = _weights(tmp_path / "c" / "run" / "last.pt")
     assert any(not torch.allclose(a[k].float(), c[k].float()) for k in a)
 
@@ -122,7 +122,7 @@ def test_resume_at_new_resolution_starts_a_fresh_stage(tmp_path: Path, data) -> 
     ck = tmp_path / "run" / "last.pt"
     result = fit(config(tmp_path, stages=(Stage(64, 1),), optimizer="sgd", lr=0.01, resume=ck,
                         batch_size=4), factory)
-    assert result["epochs"] == 1 and result["steps"] == 8 + 16
+    assert result["epochs"] == 1 and result["steps"] == 6 + 12
     meta = load_checkpoint(ck)["meta"]
     assert meta["res"] == 64 and meta["epoch"] == 1
 
@@ -270,7 +270,7 @@ def test_amp_on_cpu_uses_bf16_and_still_learns(tmp_path: Path, data) -> None:
         pick_amp_dtype(TrainConfig(shards=tmp_path, amp=True, amp_dtype="fp16"),
                        torch.device("cpu"))
     train, val = data
-    result = fit(config(tmp_path, amp=True, lr=5e-3, val_every=0),
+    result = fit(config(tmp_path, amp=True, lr=5e-3),
                  tensor_loader_factory(train, val, NORM))
     first, last = result["history"][0], result["history"][-1]
     assert math.isfinite(last["train_loss"]) and last["train_loss"] < first["train_loss"]
