@@ -106,7 +106,7 @@ def measure(args, name: str, res: int, rt: Runtime, shards: Path | None) -> dict
     row = {"model": name, "res": res, "batch": batch, "gflops_fwd": fwd / 1e9,
            "ceiling_sps": ceiling, "ceiling_tflops": 3 * fwd * ceiling / 1e12,
            "ceiling_epoch_min": EPOCH / ceiling / 60}
-    if shards is not None:
+    if shards is not None and res in shard_resolutions(shards):
         from depthkit.augment import AugmentConfig
         from depthkit.pipeline import LoaderConfig, build_loader
 
@@ -122,6 +122,13 @@ def measure(args, name: str, res: int, rt: Runtime, shards: Path | None) -> dict
     if rt.device.type == "cuda":
         row["floor_epoch_min_at_peak"] = EPOCH * 3 * fwd / (args.peak_tflops * 1e12) / 60
     return row
+
+
+def shard_resolutions(shards: Path) -> list[int]:
+    """Resolutions a shard folder holds (the loader-fed step is measured only at those)."""
+    from depthkit.manifest import load_manifest, resolutions
+
+    return resolutions(load_manifest(shards))
 
 
 def make_shards(root: Path, res: list[int]) -> Path:
