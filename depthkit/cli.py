@@ -271,7 +271,7 @@ def predict_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, run and results.")]
     = Path("demo-out"),
-    epochs: Annotated[int, typer.Option(help="Training epochs at 64 px.")] = 3,
+    epochs: Annotated[int, typer.Option(help="Training epochs at 64 px.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of data, weights and order.")] = 0,
 ) -> None:
     """Synth -> shard -> train at 64 px on the CPU -> eval: metrics JSON + picture grid."""

@@ -39,7 +39,7 @@ class DemoConfig:
     model: str = "diffunet"
     model_options: dict[str, Any] = field(
         default_factory=lambda: {"widths": (16, 32, 48, 64), "stem": 16, "reduce": 2})
-    epochs: int = 3
+    epochs: int = 6
     batch_size: int = 16
     optimizer: str = "adamw"
     lr: float = 4e-3
