@@ -780,7 +780,11 @@ def format_summary(result: dict[str, Any], cfg: TrainConfig) -> str:
     lines = [f"trained {result['epochs']} epoch(s), {result['steps']} steps in "
              f"{result['seconds']:.0f} s; model {result['params']:,} parameters"]
     for rec in result["history"]:
-        lines.append(f"  epoch {rec['epoch']} @ {rec['res']} px: {summary_line(rec)}")
-    lines.append(f"checkpoints: {Path(cfg.out) / 'last.pt'}, {Path(cfg.out) / 'best.pt'}; "
+        line = summary_line(rec)
+        if line:
+            lines.append(f"  epoch {rec['epoch']} @ {rec['res']} px: {line}")
+    written = [str(Path(cfg.out) / name) for name in ("last.pt", "best.pt")
+               if (Path(cfg.out) / name).is_file()]
+    lines.append(f"checkpoints: {', '.join(written) or 'none'}; "
                  f"TensorBoard: {cfg.logdir or Path(cfg.out) / 'tb'}")
     return "\n".join(lines)
