@@ -57,8 +57,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
             pickle.UnpicklingError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DepthkitError(f"corrupt or unreadable checkpoint {path}: {first[:200]}") from None
+        if isinstance(err, pickle.UnpicklingError):
+            # torch's own text here advises weights_only=False, which we never do
+            reason = "not a torch file, or it holds objects a weights_only load refuses"
+        else:
+            text = str(err).strip()
+            reason = text.splitlines()[0].split(". ")[0][:160] if text else type(err).__name__
+        raise DepthkitError(f"corrupt or unreadable checkpoint {path}: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise DepthkitError(f"{path} is not a depthkit checkpoint")
     if state.get("version") != VERSION:
