@@ -23,7 +23,6 @@ stopped) and ends with the same files and manifest.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from depthkit import __version__, schema
+from depthkit.atomic import write_atomic
 from depthkit.convert import (
     DEFAULT_MAX_PIXELS,
     Rejected,
@@ -60,7 +60,6 @@ from depthkit.tario import (
     list_members,
     remove_stale_tmp,
     sha256_file,
-    write_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -138,46 +137,13 @@ def _is_problem(item: Any) -> bool:
 
 
 def source_keys(source: Any) -> list[tuple[str, int]]:
-    """(key, bg) of every fgbg member of a source, from names only (no image bytes read).
-
-    The layout reader has no listing method (yet), so this reads what each source kind keeps:
-    a folder's fg_bg tree, a zip's parsed central directory, the fgbg.7z header listing.
-    """
-    if hasattr(source, "keys"):
-        return list(source.keys())
-    from depthkit import layout
-
-    def key_of(m: Any) -> tuple[str, int] | None:
-        if isinstance(m, layout.Member) and m.role == layout.FGBG:
-            return schema.sample_key(m.bg, m.group, m.nnn), m.bg
-        return None
-
-    found: list[tuple[str, int] | None] = []
-    if isinstance(source, layout.FolderSource):
-        top = source.dirs[layout.FGBG]
-        for bg_dir in sorted(p for p in top.iterdir() if p.is_dir()):
-            for g_dir in sorted(p for p in bg_dir.iterdir() if p.is_dir()):
-                for f in sorted(g_dir.iterdir()):
-                    rel = f"{top.name}/{bg_dir.name}/{g_dir.name}/{f.name}"
-                    found.append(key_of(layout.parse_member(rel, layout.FGBG)))
-    elif isinstance(source, layout.ZipSource):
-        found = [key_of(m) for ms in source.by_bg.values() for m, _ in ms]
-    elif hasattr(source, "lists"):  # the .7z set: fgbg.7z's parsed header
-        found = [(schema.sample_key(*sid), sid[0]) for sid in source.lists[layout.FGBG].position]
-    else:
-        raise DepthkitError(f"cannot list the samples of {source.description}")
-    return sorted({k for k in found if k is not None})
+    """(key, bg) of every fgbg member of a source, from names only (no image bytes read)."""
+    return list(source.keys())
 
 
 def _iter_samples(source: Any, bgs: set[int] | None) -> Iterator[Any]:
-    """The source's samples unchecked (conversion checks them), limited to `bgs` if the
-    reader can skip the others without reading them."""
-    params = inspect.signature(source.samples).parameters
-    if "bgs" in params and bgs is not None:
-        return source.samples(check=False, bgs=bgs)
-    if "check" in params:
-        return source.samples(check=False)
-    return source.samples()
+    """The source's samples unchecked (conversion checks them), limited to `bgs` if given."""
+    return source.samples(check=False, bgs=bgs)
 
 
 def list_planned_samples(source: Any, cfg: ShardConfig) -> list[tuple[str, int]]:
