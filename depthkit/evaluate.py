@@ -21,10 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from depthkit.atomic import write_atomic
 from depthkit.errors import DepthkitError
 from depthkit.images import colorize_depth, make_grid, save_image_atomic, to_uint8
-from depthkit.images import write_bytes_atomic as _write_bytes_atomic
 from depthkit.metrics import MetricAccumulator
+from depthkit.normalization import denormalize_images
 from depthkit.predict import check_res, resolve_device
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,7 @@ def renormalize(x: torch.Tensor, src: dict[str, list[float]], dst: dict[str, lis
 
 def denormalize(x: torch.Tensor, norm: dict[str, list[float]]) -> torch.Tensor:
     """Normalised (B, 3, H, W) -> [0, 1]."""
-    mean = torch.tensor(norm["mean"], device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(norm["std"], device=x.device).view(1, -1, 1, 1)
-    return (x.float() * std + mean).clamp(0, 1)
+    return denormalize_images(x, norm["mean"], norm["std"])
 
 
 def resize(x: torch.Tensor, res: int) -> torch.Tensor:
@@ -232,7 +231,7 @@ def evaluate(cfg: EvalConfig, progress: Callable[..., None] | None = None) -> Ev
 def write_json(result: EvalResult, path: Path) -> None:
     """The metrics and run info as JSON (atomic)."""
     text = json.dumps(result.as_json(), indent=2, allow_nan=True) + "\n"
-    _write_bytes_atomic(Path(path), text.encode())
+    write_atomic(Path(path), text.encode(), fsync=False, parents=True)
 
 
 def write_grid(result: EvalResult, path: Path, cell: int | None = None) -> None:

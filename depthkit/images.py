@@ -6,13 +6,13 @@ Pillow + numpy only (no matplotlib).
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from depthkit.atomic import write_atomic
 
 # Google's Turbo colormap as the published 5th-degree polynomial fit (Ruofei Du): smooth,
 # ordered dark blue -> green -> yellow -> dark red, and no lookup table to ship.
@@ -75,22 +75,7 @@ def make_grid(
 
 
 def save_image_atomic(image: Image.Image, path: Path, fmt: str = "PNG") -> None:
-    """Write an image to `path` via a temp file in the same folder + os.replace."""
+    """Write an image to `path` atomically (its folder is created if needed)."""
     buf = io.BytesIO()
     image.save(buf, format=fmt)
-    write_bytes_atomic(Path(path), buf.getvalue())
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to `path` so a killed run never leaves a half file under that name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(path), buf.getvalue(), fsync=False, parents=True)

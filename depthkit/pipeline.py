@@ -71,14 +71,6 @@ class LoaderConfig:
     shuffle_buffer: int = 1024  # reader shuffle buffer (shards are shuffled at write time too)
 
 
-def normalize_images(x: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
-    """(x - mean) / std per channel for NCHW images given as uint8 (0-255) or float in [0, 1]."""
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    mean_t = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - mean_t) / std_t
-
-
 def shard_range(total: int, rank: int, world_size: int) -> tuple[int, int]:
     """[start, end) of the samples DALI's reader gives a rank (its own split rule)."""
     return total * rank // world_size, total * (rank + 1) // world_size

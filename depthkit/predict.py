@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from depthkit.errors import DepthkitError
 from depthkit.images import colorize_depth, save_image_atomic, to_uint8
+from depthkit.normalization import normalize_images
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,7 @@ def to_input(img: np.ndarray, res: int, norm: dict[str, list[float]], device: to
     x = torch.from_numpy(np.array(img, copy=True)).to(device).permute(2, 0, 1)[None].float()
     x = F.interpolate(x / 255.0, size=(res, res), mode="bilinear", align_corners=False,
                       antialias=True)
-    mean = torch.tensor(norm["mean"], device=device).view(1, 3, 1, 1)
-    std = torch.tensor(norm["std"], device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalize_images(x, norm["mean"], norm["std"])
 
 
 @torch.no_grad()

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from depthkit.atomic import write_atomic
 from depthkit.errors import DepthkitError
 from depthkit.progress import progress_bar
 from depthkit.scene import Scene, render_room
@@ -358,9 +358,7 @@ def _check_config_stamp(out: Path, cfg: SynthConfig) -> None:
             raise DepthkitError(
                 f"{out} holds a synth dataset made with other options ({stamp}); "
                 "use another OUT folder or delete it")
-    tmp = out / f".{CONFIG_NAME}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(mine, indent=1) + "\n")
-    os.replace(tmp, stamp)
+    write_atomic(stamp, (json.dumps(mine, indent=1) + "\n").encode(), fsync=False)
 
 
 def _results(tasks: list[_Task], workers: int) -> Iterator[list[tuple[str, bytes]]]:

@@ -17,15 +17,15 @@ import hashlib
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from depthkit.atomic import is_tmp_name, tmp_path, write_atomic
+
 BLOCK = tarfile.BLOCKSIZE  # 512
 RECORD = tarfile.RECORDSIZE  # 10240: archives are padded to a whole record, as GNU tar does
 INDEX_VERSION = "v1.2"
-TMP_MARK = ".tmp-"  # temp files are ".<final name>.tmp-<pid>" in the final file's folder
 
 
 @dataclass(frozen=True)
@@ -201,34 +201,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def tmp_path(path: Path) -> Path:
-    """A temp name beside `path` (same folder, so os.replace is atomic)."""
-    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-
-
-@contextmanager
-def atomic_file(path: Path, fsync: bool = True) -> Iterator[BinaryIO]:
-    """Open a temp file beside `path`; on success rename it over `path`, else delete it."""
-    path = Path(path)
-    tmp = tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Write a whole file atomically (temp file + rename)."""
-    with atomic_file(path, fsync=fsync) as f:
-        f.write(data)
-
-
 @dataclass(frozen=True)
 class TarInfoRecord:
     """What the manifest records about one written tar."""
@@ -289,5 +261,5 @@ def remove_stale_tmp(folder: Path) -> None:
     if not folder.is_dir():
         return
     for p in folder.iterdir():
-        if p.name.startswith(".") and TMP_MARK in p.name and p.is_file():
+        if is_tmp_name(p.name) and p.is_file():
             p.unlink(missing_ok=True)

@@ -41,6 +41,7 @@ from depthkit.model import (
     resolve_name,
     to_outputs,
 )
+from depthkit.normalization import denormalize_images
 from depthkit.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -363,9 +364,7 @@ def image_grid(
         stats = norm.get(key) if norm else None
         if not stats:
             return x.clamp(0, 1)
-        mean = torch.tensor(stats["mean"], device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(stats["std"], device=x.device).view(1, -1, 1, 1)
-        return (x * std + mean).clamp(0, 1)
+        return denormalize_images(x, stats["mean"], stats["std"])
 
     k = min(rows, batch["bg"].shape[0])
     pred = to_outputs({key: v[:k] for key, v in out.items()})

@@ -12,6 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import Protocol
 
+from depthkit.atomic import tmp_path, write_atomic
+
 log = logging.getLogger(__name__)
 
 ZIP_NAME = "dataset.zip"
@@ -19,10 +21,6 @@ ZIP_NAME = "dataset.zip"
 # stored without the folder prefix, as the original `7z a fgbg.7z <path>/fg_bg/*` did.
 SEVENZIP_ARCHIVES = {"bg.7z": "bg_final", "fgbg.7z": "fg_bg", "fgbgmask.7z": "fg_bg_mask",
                      "Densedepth.7z": "Output"}
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
 class DatasetWriter(Protocol):
@@ -43,10 +41,7 @@ class FolderWriter:
         if path.parent not in self._dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(path.parent)
-        tmp = _tmp_name(path)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        write_atomic(path, data, fsync=False)
 
     def close(self) -> list[Path]:
         return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -60,7 +55,7 @@ class ZipWriter:
 
     def __init__(self, root: Path) -> None:
         self.path = root / ZIP_NAME
-        self.tmp = _tmp_name(self.path)
+        self.tmp = tmp_path(self.path)
         self.zf = zipfile.ZipFile(self.tmp, "w", compression=zipfile.ZIP_STORED)
 
     def write(self, rel: str, data: bytes) -> None:
@@ -91,7 +86,7 @@ class SevenZipWriter:
         self.by_folder: dict[str, str] = {}
         for name, folder in SEVENZIP_ARCHIVES.items():
             path = root / name
-            tmp = _tmp_name(path)
+            tmp = tmp_path(path)
             self.archives[name] = (path, tmp, py7zr.SevenZipFile(tmp, "w", filters=filters))
             self.by_folder[folder] = name
 

@@ -14,7 +14,8 @@ import torch
 from depthkit.augment import AugmentConfig
 from depthkit.backgrounds import BackgroundBank
 from depthkit.errors import DepthkitError
-from depthkit.pipeline import LoaderConfig, build_loader, normalize_images
+from depthkit.normalization import normalize_images
+from depthkit.pipeline import LoaderConfig, build_loader
 
 RES = 64
 TRAIN = 22  # samples in shard_root's train split (see conftest)

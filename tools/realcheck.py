@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from depthkit.atomic import write_atomic
 from depthkit.errors import DepthkitError
 from depthkit.images import colorize_depth, make_grid, save_image_atomic
 from depthkit.metrics import MetricAccumulator
@@ -225,9 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
-        from depthkit.images import write_bytes_atomic
-
-        write_bytes_atomic(args.json, (text + "\n").encode())
+        write_atomic(args.json, (text + "\n").encode(), fsync=False, parents=True)
     return 0
 
 
