@@ -1,6 +1,7 @@
 """Distributed setup from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK).
 
 One `DistInfo` is passed around; `is_master` (global rank 0) gates logging and checkpoints.
+`pick_device` maps --device (auto, cpu, cuda[:N]) to this rank's device: the one CUDA check.
 """
 
 from __future__ import annotations
@@ -79,3 +80,19 @@ def barrier() -> None:
     """Wait for every rank (a no-op without a process group)."""
     if tdist.is_available() and tdist.is_initialized():
         tdist.barrier()
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> this rank's GPU if CUDA is up, else the CPU: the one place CUDA is checked.
+
+    'cuda' means the GPU of this rank (LOCAL_RANK under torchrun); 'cuda:N' is taken as given.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DepthkitError(f"--device {name}: no CUDA device on this machine")
+        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    if name != "cpu":
+        raise DepthkitError(f"--device: unknown device '{name}' (auto, cpu, cuda)")
+    return torch.device("cpu")

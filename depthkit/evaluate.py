@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from depthkit.atomic import write_atomic
+from depthkit.dist import pick_device
 from depthkit.errors import DepthkitError
 from depthkit.images import colorize_depth, make_grid, save_image_atomic, to_uint8
 from depthkit.metrics import MetricAccumulator
 from depthkit.normalization import denormalize_images
-from depthkit.predict import check_res, resolve_device
+from depthkit.predict import check_res
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def prepare(cfg: EvalConfig) -> EvalRun:
         raise DepthkitError(f"--split {cfg.split}: the shards hold train and val")
     if cfg.res is not None:
         check_res(cfg.res)
-    device = resolve_device(cfg.device)
+    device = pick_device(cfg.device)
     model, meta = load_model(cfg.checkpoint, device=str(device))
     res = check_res(cfg.res or int(meta["res"]))
     shard_res = pick_shard_res(resolutions(manifest), res, cfg.shard_res)

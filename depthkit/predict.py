@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from depthkit.dist import pick_device
 from depthkit.errors import DepthkitError
 from depthkit.images import colorize_depth, save_image_atomic, to_uint8
 from depthkit.normalization import normalize_images
@@ -60,15 +61,6 @@ class Prediction:
     @property
     def mask(self) -> np.ndarray:
         return self.mask_prob >= MASK_THRESHOLD
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DepthkitError(f"--device {device}: no CUDA device on this machine")
-    return torch.device(device)
 
 
 def check_res(res: int) -> int:
@@ -220,7 +212,7 @@ def prepare_predict(cfg: PredictConfig) -> PredictRun:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise DepthkitError(f"-o {out}: exists and is not a folder")
-    device = resolve_device(cfg.device)
+    device = pick_device(cfg.device)
     model, meta = load_model(cfg.checkpoint, device=str(device))
     res = check_res(cfg.res or int(meta["res"]))
     return PredictRun(pairs, names, model, meta, res, device, out)

@@ -29,7 +29,13 @@ from depthkit.checkpoint import (
     save_checkpoint,
     unwrap,
 )
-from depthkit.dist import DistInfo, all_reduce_sum, dist_from_env, init_distributed
+from depthkit.dist import (
+    DistInfo,
+    all_reduce_sum,
+    dist_from_env,
+    init_distributed,
+    pick_device,
+)
 from depthkit.dist import shutdown_distributed as _shutdown
 from depthkit.errors import DepthkitError
 from depthkit.losses import Criterion, LossConfig, build_criterion
@@ -182,19 +188,6 @@ def config_record(cfg: TrainConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Runtime: device, precision, process role
 # ---------------------------------------------------------------------------------------------
-
-
-def pick_device(name: str, info: DistInfo) -> torch.device:
-    """'auto' -> this rank's GPU if CUDA is up, else CPU (the one place CUDA is checked)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DepthkitError("--device cuda: no CUDA device available")
-        return torch.device("cuda", info.local_rank) if name == "cuda" else torch.device(name)
-    if name != "cpu":
-        raise DepthkitError(f"--device: unknown device '{name}' (auto, cpu, cuda)")
-    return torch.device("cpu")
 
 
 def pick_amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -683,7 +676,7 @@ def fit(cfg: TrainConfig, make_loader: LoaderFactory | None = None) -> dict[str,
     if not cfg.stages:
         raise DepthkitError("no training stages (give --res/--epochs or --schedule)")
     info = dist_from_env()
-    device = pick_device(cfg.device, info)
+    device = pick_device(cfg.device, info.local_rank)
     owns_group = info.distributed and not torch.distributed.is_initialized()
     init_distributed(info, device)
     try:

@@ -35,10 +35,11 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from depthkit.atomic import write_atomic
+from depthkit.dist import pick_device
 from depthkit.errors import DepthkitError
 from depthkit.images import colorize_depth, make_grid, save_image_atomic
 from depthkit.metrics import MetricAccumulator
-from depthkit.predict import IMAGE_EXTS, check_res, predict_arrays, resolve_device
+from depthkit.predict import IMAGE_EXTS, check_res, predict_arrays
 
 # Gray/scientific pictures that do not look like scenes (documents, charts, microscopy masks).
 SKIP = {"chessboard_GRAY", "chessboard_RGB", "page", "text", "phantom", "microaneurysms",
@@ -166,7 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     photos, shapes = load_photos(Path(folder))
     if len(photos) < 2:
         raise DepthkitError(f"--images {folder}: need at least 2 photos, found {len(photos)}")
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     model, meta = load_model(args.checkpoint, device=str(device))
     res = check_res(args.res or int(meta["res"]))
     rng = np.random.default_rng(args.seed)
