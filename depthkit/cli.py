@@ -131,6 +131,9 @@ def train(
     = None,
     model: Annotated[str, typer.Option(help="default, diffunet, unetexp, ... (see README).")]
     = "default",
+    model_option: Annotated[list[str] | None, typer.Option(
+        help="Model constructor option KEY=VALUE, repeatable, e.g. widths='(16,32,48,64)'.")]
+    = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Per-rank batch (default: the original's 100/32/12 at 64/128/224 px).")] = None,
     optimizer: Annotated[str, typer.Option(
@@ -171,13 +174,15 @@ def train(
     import logging
 
     from depthkit.losses import LossConfig
+    from depthkit.model import parse_model_options
     from depthkit.train import Stage, TrainConfig, fit, format_summary, parse_schedule
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = TrainConfig(
         shards=shards, out=out,
         stages=parse_schedule(schedule) if schedule else (Stage(res, epochs),),
-        model=model, batch_size=batch_size, optimizer=optimizer, lr=lr,
+        model=model, model_options=parse_model_options(model_option or []),
+        batch_size=batch_size, optimizer=optimizer, lr=lr,
         weight_decay=weight_decay, step_size=step_size, gamma=gamma,
         loss=LossConfig(mask=mask_loss, depth=depth_loss, mask_weight=mask_weight,
                         depth_weight=depth_weight),
@@ -271,7 +276,7 @@ def predict_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, run and results.")]
     = Path("demo-out"),
-    epochs: Annotated[int, typer.Option(help="Training epochs at 64 px.")] = 6,
+    epochs: Annotated[int, typer.Option(help="Training epochs at 64 px.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of data, weights and order.")] = 0,
 ) -> None:
     """Synth -> shard -> train at 64 px on the CPU -> eval: metrics JSON + picture grid."""

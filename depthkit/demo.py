@@ -38,8 +38,9 @@ class DemoConfig:
     val_fraction: float = 0.1
     model: str = "diffunet"
     model_options: dict[str, Any] = field(
-        default_factory=lambda: {"widths": (16, 32, 48, 64), "stem": 16, "reduce": 2})
-    epochs: int = 6
+        default_factory=lambda: {"widths": (16, 32, 48, 64), "stem": 16, "reduce": 2,
+                                 "refine": 2})
+    epochs: int = 8
     batch_size: int = 16
     optimizer: str = "adamw"
     lr: float = 4e-3

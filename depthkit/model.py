@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -107,7 +108,8 @@ class DiffUNet(nn.Module):
     """Small UNet on [fgbg, bg, |fgbg - bg|] that runs its body at 1/`reduce` resolution.
 
     A thin full-resolution stem keeps mask edges sharp: its features join the upsampled body
-    output before the two 1x1 heads. `diff=False` drops the difference input (ablation).
+    output before the two 1x1 heads, followed by `refine` more full-resolution 3x3 convs.
+    `diff=False` drops the difference input (ablation).
     H and W must be divisible by 8 * reduce.
     """
 
@@ -117,6 +119,7 @@ class DiffUNet(nn.Module):
         stem: int = 16,
         reduce: int = 2,
         diff: bool = True,
+        refine: int = 0,
     ) -> None:
         super().__init__()
         if reduce not in (1, 2, 4):
@@ -132,6 +135,8 @@ class DiffUNet(nn.Module):
             conv_bn_relu(w[i + 1] + w[i], w[i]) for i in reversed(range(len(w) - 1))
         )
         self.fuse = conv_bn_relu(w[0] + stem, stem)
+        # Extra full-resolution convs after the fuse: thin parts and holes need them.
+        self.refine = nn.Sequential(*(conv_bn_relu(stem, stem) for _ in range(refine)))
         self.mask_head = nn.Conv2d(stem, 1, 1)
         self.depth_head = nn.Conv2d(stem, 1, 1)
 
@@ -148,7 +153,7 @@ class DiffUNet(nn.Module):
             x = dec(torch.cat([x, skip], 1))
         if self.reduce > 1:
             x = F.interpolate(x, size=s.shape[-2:], mode="bilinear", align_corners=False)
-        x = self.fuse(torch.cat([x, s], 1))
+        x = self.refine(self.fuse(torch.cat([x, s], 1)))
         return {"mask": self.mask_head(x), "depth": self.depth_head(x)}
 
 
@@ -179,6 +184,21 @@ def model_kwargs(name: str, **kwargs: Any) -> dict[str, Any]:
     """The full constructor kwargs of a model (defaults merged), as stored in checkpoints."""
     merged = {**_REGISTRY[resolve_name(name)][1], **kwargs}
     return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}
+
+
+def parse_model_options(items: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (VALUE a Python literal: 16, 2, "(16,32,48,64)") -> kwargs."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise DepthkitError(f"--model-option '{item}': expected KEY=VALUE, e.g. stem=16")
+        try:
+            options[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            raise DepthkitError(f"--model-option '{item}': VALUE must be a number, a tuple "
+                                "or a quoted string") from None
+    return options
 
 
 def create_model(name: str = "default", **kwargs: Any) -> nn.Module:

@@ -1,4 +1,5 @@
-"""Procedural foreground cut-outs with alpha: people, boxes, blobs, plants, lamps, chairs.
+"""Procedural foreground cut-outs with alpha: people, boxes, blobs, plants, lamps, chairs and
+freeform shapes (holes, thin legs and branches, busy photo-like texture).
 
 A sprite is drawn once per foreground in metres (x across, y up from the floor contact at the
 bottom centre) from signed distance fields, with rounded shading and fabric/wood texture, then
@@ -12,10 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depthkit.texture import Noise, jitter_colour, palette_colour
+from depthkit.texture import Noise, jitter_colour, palette_colour, smoothstep
 
-KINDS = ("person", "box", "blob", "plant", "lamp", "chair")
-KIND_WEIGHTS = (0.35, 0.2, 0.15, 0.12, 0.06, 0.12)
+KINDS = ("person", "box", "blob", "plant", "lamp", "chair", "freeform")
+# Freeform shapes carry the holes, thin parts and busy textures real cut-outs have (animals,
+# bikes, branches); without them a model learns to fill holes and merge legs (tools/realcheck).
+KIND_WEIGHTS = (0.28, 0.14, 0.1, 0.1, 0.06, 0.1, 0.22)
 
 
 @dataclass(frozen=True)
@@ -263,9 +266,67 @@ def _chair(rng: np.random.Generator, px: int) -> Sprite:
     return _assemble(rng, c, parts, 0.015, "chair", H, W)
 
 
+def _photo_texture(rng: np.random.Generator, noise: Noise, c: _Canvas) -> np.ndarray:
+    """Busy multi-colour texture: patches of 2-3 colours at two scales, grain and a gradient."""
+    cols = [palette_colour(rng) for _ in range(3)]
+    f1, f2 = rng.uniform(2, 8), rng.uniform(10, 30)
+    big = smoothstep(-0.25, 0.25, noise.fbm(c.X * f1, c.Y * f1, 3))[..., None]
+    rgb = cols[0][None, None] * (1 - big) + cols[1][None, None] * big
+    spots = (noise(c.X * f2 + 51.0, c.Y * f2 + 13.0) > rng.uniform(0.2, 0.6))[..., None]
+    rgb = np.where(spots, cols[2][None, None], rgb)
+    grain = 0.85 + 0.15 * noise.fbm(c.X * 80, c.Y * 80, 2)
+    ramp = 1 + rng.uniform(-0.25, 0.25) * (c.Y / max(float(c.Y.max()), 1e-6) - 0.5)
+    return np.clip(rgb * (grain * ramp)[..., None], 0, 1).astype(np.float32)
+
+
+def _sdf_of_field(c: _Canvas, field: np.ndarray) -> np.ndarray:
+    """Approximate signed distance (metres, negative inside) of the region field > 0."""
+    gy, gx = np.gradient(field, c.m_per_px)
+    return (-field / np.maximum(np.hypot(gx, gy), 1e-3)).astype(np.float32)
+
+
+def _freeform(rng: np.random.Generator, px: int) -> Sprite:
+    """A lumpy body with see-through holes, on thin legs or not, with thin branches."""
+    H = rng.uniform(0.5, 1.6)
+    W = H * rng.uniform(0.6, 1.5)
+    c = _Canvas(W, H, px)
+    noise = Noise(rng)
+    legs_h = rng.uniform(0.15, 0.5) * H if rng.random() < 0.5 else 0.0
+    brx, bry = 0.45 * W * rng.uniform(0.65, 1.0), 0.47 * (H - legs_h) * rng.uniform(0.65, 1.0)
+    bcx = rng.uniform(-0.08, 0.08) * W
+    # On legs: the body floats above them; without: it sinks into the floor (a flat base).
+    bcy = legs_h + (H - legs_h) * 0.5 if legs_h > 0 else 0.6 * bry
+    env = np.hypot((c.X - bcx) / brx, (c.Y - bcy) / bry)
+    k = rng.uniform(1.5, 4.0) / min(brx, bry)
+    field = 1 - env + rng.uniform(0.2, 0.6) * noise.fbm(c.X * k, c.Y * k, 3)
+    sdf = np.maximum(_sdf_of_field(c, field), -c.Y)
+    thin = max(c.m_per_px * 0.6, 0.012 * H)  # limbs 1-4 px wide at any drawing size
+    for _ in range(int(rng.integers(0, 4))):  # holes through the body
+        hx = bcx + rng.uniform(-0.5, 0.5) * brx
+        hy = bcy + rng.uniform(-0.5, 0.5) * bry
+        r = rng.uniform(0.06, 0.2) * min(brx, bry)
+        sdf = np.maximum(sdf, -sd_ellipse(c, hx, hy, r * rng.uniform(0.6, 1.6), r))
+    if legs_h > 0:
+        n = int(rng.integers(2, 5))
+        for x in np.linspace(-0.7, 0.7, n) * brx + bcx + rng.uniform(-0.05, 0.05, n) * W:
+            top_y = bcy - 0.6 * bry
+            foot = x + rng.uniform(-0.1, 0.1) * W
+            r = thin * rng.uniform(1.0, 2.5)
+            sdf = np.minimum(sdf, sd_capsule(c, x, top_y, foot, r, r))
+    for _ in range(int(rng.integers(0, 4))):  # branches, antennae, tails
+        a = rng.uniform(0, 2 * np.pi)
+        x0, y0 = bcx + np.cos(a) * brx * 0.6, bcy + np.sin(a) * bry * 0.6
+        length = rng.uniform(0.3, 0.8) * min(W, H) * 0.5
+        x1 = float(np.clip(x0 + np.cos(a) * length, -W / 2 + thin, W / 2 - thin))
+        y1 = float(np.clip(y0 + np.sin(a) * length, legs_h + thin, H - thin))
+        sdf = np.minimum(sdf, sd_capsule(c, x0, y0, x1, y1, thin * rng.uniform(0.8, 2.0)))
+    tex = _photo_texture(rng, noise, c)
+    return _assemble(rng, c, [(sdf, tex)], 0.03 * H, "freeform", H, W)
+
+
 _MAKERS: dict[str, Callable[[np.random.Generator, int], Sprite]] = {
     "person": _person, "box": _box, "blob": _blob, "plant": _plant, "lamp": _lamp,
-    "chair": _chair,
+    "chair": _chair, "freeform": _freeform,
 }
 
 

@@ -6,7 +6,12 @@ floor of background `bg` at a random spot: the floor row of its feet sets its de
 z = f * camera_height / (row - horizon) and its size in pixels (f * metres / z).
 
 - fgbg: the composite, RGB JPEG (quality 95), with a soft contact shadow under the object;
-- mask: exactly the pixels where the pasted alpha is > 0, 0/255 (JPEG q95, or PNG if lossless);
+  half the pastes use the cut-out's soft (anti-aliased) alpha, half a hard 0/1 alpha (how
+  most cut-and-paste tools and the original's composites look); 15 % of the cut-outs wear a
+  patch of the room itself as texture, so only the comparison with bg can find them;
+- mask: exactly the pixels where the pasted alpha is >= 0.5 (more object than background),
+  0/255 (JPEG q95, or PNG if lossless). Not alpha > 0: that labels the half-covered rim as
+  object, and a model trained on it draws every silhouette about a pixel too fat;
 - depth: the room's camera-z depth with the object's depth z written over the mask, min-max
   normalised per image, near = 0 (dark), far = 255 (JPEG q75 like the original, or PNG).
 
@@ -54,6 +59,9 @@ CONFIG_NAME = "synth.json"
 
 # Layout folder names of the original dataset.
 BG_DIR, FGBG_DIR, MASK_DIR, DEPTH_DIR = "bg_final", "fg_bg", "fg_bg_mask", "Output"
+
+HARD_PASTE = 0.5  # share of pastes with a hard 0/1 alpha
+CAMOUFLAGE = 0.15  # share of cut-outs textured with a patch of their own room
 
 # SeedSequence spawn-key roles.
 _ROLE_BG, _ROLE_FG, _ROLE_SAMPLE = 0, 1, 2
@@ -112,7 +120,7 @@ class Composite:
     """One rendered sample before encoding."""
 
     fgbg: np.ndarray  # uint8 (res, res, 3)
-    mask: np.ndarray  # bool (res, res): pasted alpha > 0
+    mask: np.ndarray  # bool (res, res): pasted alpha >= 0.5
     depth: np.ndarray  # float32 (res, res): camera z in metres, object included
     placement: Placement
 
@@ -237,7 +245,9 @@ def compose(scene: Scene, sprite_img: Image.Image, sprite: Sprite,
     y1, x1 = min(p.top + p.height, res), min(p.left + p.width, res)
     patch = rgba[y0 - p.top:y1 - p.top, x0 - p.left:x1 - p.left]
     a8 = patch[..., 3]
-    inside = a8 > 0
+    inside = a8 >= 128
+    hard = rng.random() < HARD_PASTE
+    camouflage = rng.random() < CAMOUFLAGE
 
     fgbg = scene.image.copy()
     # Soft contact shadow on the floor around the feet (outside the mask it changes fgbg only).
@@ -254,13 +264,15 @@ def compose(scene: Scene, sprite_img: Image.Image, sprite: Sprite,
         # Light the object like the room where it stands; sometimes take the room's colours.
         shade = float(np.clip(scene.shade[y0:y1, x0:x1][inside].mean(), 0.35, 1.6))
         fg = patch[..., :3].astype(np.float32) * (shade * scene.light_colour)
-        if rng.random() < 0.3:
+        if camouflage:
+            fg = room_patch(scene.image, fg.shape[:2], rng).astype(np.float32)
+        elif rng.random() < 0.3:
             local = scene.image[y0:y1, x0:x1].reshape(-1, 3).mean(0).astype(np.float32)
             lum = fg.mean(-1, keepdims=True)
             tinted = lum / max(float(lum[inside].mean()), 1.0) * local
             t = rng.uniform(0.5, 0.9)
             fg = fg * (1 - t) + tinted * t
-        a = (a8.astype(np.float32) / 255.0)[..., None]
+        a = (inside if hard else a8.astype(np.float32) / 255.0)[..., None]
         mixed = fgbg[y0:y1, x0:x1] * (1 - a) + fg * a
         fgbg[y0:y1, x0:x1] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
@@ -269,6 +281,20 @@ def compose(scene: Scene, sprite_img: Image.Image, sprite: Sprite,
     depth = scene.depth.copy()
     depth[mask] = p.z
     return Composite(fgbg=fgbg, mask=mask, depth=depth, placement=p)
+
+
+def room_patch(image: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator
+               ) -> np.ndarray:
+    """A random (h, w) window of the room image, flipped at random (camouflage texture)."""
+    h, w = shape
+    big = image
+    if h > image.shape[0] or w > image.shape[1]:
+        big = np.asarray(Image.fromarray(image).resize(
+            (max(w, image.shape[1]), max(h, image.shape[0])), Image.Resampling.BILINEAR))
+    y = int(rng.integers(0, big.shape[0] - h + 1))
+    x = int(rng.integers(0, big.shape[1] - w + 1))
+    out = big[y:y + h, x:x + w]
+    return out[:, ::-1] if rng.random() < 0.5 else out
 
 
 def render_sample(cfg: SynthConfig, bg: int, fg: int, flip: bool, pos: int) -> Composite:

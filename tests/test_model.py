@@ -76,3 +76,15 @@ def test_model_kwargs_are_checkpoint_friendly() -> None:
     assert count_parameters(create_model("diffunet", **kw)) == count_parameters(
         create_model("default")
     )
+
+
+def test_refine_adds_full_resolution_convs() -> None:
+    base = create_model("diffunet", stem=8, widths=(8, 16, 24, 32))
+    refined = create_model("diffunet", stem=8, widths=(8, 16, 24, 32), refine=2)
+    conv_bn = 8 * 8 * 9 + 2 * 8  # 3x3 conv without bias + BatchNorm weight and bias
+    assert count_parameters(refined) - count_parameters(base) == 2 * conv_bn
+    # Each extra conv runs at full resolution: 2 FLOPs per multiply-add at every pixel.
+    extra = forward_flops(refined, 32) - forward_flops(base, 32)
+    assert extra == pytest.approx(2 * 2 * 8 * 8 * 9 * 32 * 32, rel=0.01)
+    out = refined(torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32))
+    assert out["mask"].shape == (1, 1, 32, 32)

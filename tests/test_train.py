@@ -22,6 +22,7 @@ from depthkit.checkpoint import (
 )
 from depthkit.errors import DepthkitError
 from depthkit.losses import LossConfig, build_criterion
+from depthkit.model import count_parameters, create_model, parse_model_options
 from depthkit.schema import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME
 from depthkit.train import (
     Stage,
@@ -202,6 +203,17 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     assert run.stderr.strip().count("\n") == 0 and "shard folder not found" in run.stderr
 
 
+@pytest.mark.parametrize("item", ["widths", "=3", "stem=x", "stem=(1,"])
+def test_bad_model_option_is_refused(item: str) -> None:
+    with pytest.raises(DepthkitError, match="--model-option"):
+        parse_model_options([item])
+
+
+def test_model_options_parse_literals() -> None:
+    assert parse_model_options(["widths=(8,16)", "reduce=2", "diff=False"]) == {
+        "widths": (8, 16), "reduce": 2, "diff": False}
+
+
 @pytest.mark.parametrize("text", ["64", "64:0", "63:2", "a:b", "64:5,"])
 def test_bad_schedule_is_refused(text: str) -> None:
     with pytest.raises(DepthkitError, match="--schedule"):
@@ -220,10 +232,14 @@ def test_cli_trains_on_shards(tmp_path: Path, shard_root: Path) -> None:
     out = tmp_path / "run"
     run = _cli("--shards", str(shard_root), "--res", "32", "--epochs", "2", "--batch-size", "4",
                "--optimizer", "adamw", "-o", str(out), "--log-every", "1", "--image-every", "2",
-               "--save-every", "3", "--threads", "1")
+               "--save-every", "3", "--threads", "1", "--model", "diffunet",
+               "--model-option", "widths=(8, 16, 24, 32)", "--model-option", "stem=8")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "trained 2 epoch(s)" in run.stderr
     model, meta = load_model(out / "last.pt")
+    assert meta["model_kwargs"]["widths"] == [8, 16, 24, 32] and meta["model_kwargs"]["stem"] == 8
+    assert count_parameters(model) == count_parameters(
+        create_model("diffunet", widths=(8, 16, 24, 32), stem=8))
     assert meta["epoch"] == 2 and meta["res"] == 32 and meta["step"] == 10  # 22 // 4 = 5 a rank
     manifest = json.loads((shard_root / MANIFEST_NAME).read_text())
     assert meta["norm"]["fgbg"]["mean"] == pytest.approx(manifest["stats"]["fgbg"]["mean"])

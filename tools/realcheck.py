@@ -7,7 +7,8 @@ comparing fgbg with bg:
 - backgrounds: random square crops of real photos (flipped at random);
 - cut-outs: the texture of a crop of ANOTHER real photo, shaped by a mask that is either a real
   silhouette (scikit-image's horse, its logo) or a synthetic one (smooth random blob, polygon),
-  pasted with a hard alpha (as the original dataset did) at a random place and size;
+  pasted at a random place and size with a hard 0/1 alpha or a soft (feathered, anti-aliased)
+  one (`--paste hard|soft|mixed`; the true mask is alpha >= 0.5 either way);
 - composite and background are JPEG-encoded at quality 95 like the original dataset's.
 
 The photos come from any folder (`--images`); by default the sample images that ship inside
@@ -53,6 +54,7 @@ class Composite:
     fgbg: np.ndarray
     mask: np.ndarray  # (S, S) bool
     kind: str  # silhouette name, "blob" or "polygon"
+    paste: str  # "hard" or "soft"
     bg_name: str
     fg_name: str
 
@@ -140,8 +142,16 @@ def jpeg_roundtrip(img: np.ndarray, quality: int = 95) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
+def soft_alpha(shape: np.ndarray, radius: float = 0.8) -> np.ndarray:
+    """A feathered alpha (float in [0, 1]) from a hard shape: a small Gaussian blur."""
+    img = Image.fromarray(np.pad(shape, 3).astype(np.uint8) * 255)
+    blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255
+    return blurred[3:-3, 3:-3]
+
+
 def make_composite(rng: np.random.Generator, photos: dict[str, np.ndarray],
-                   shapes: dict[str, np.ndarray], size: int) -> Composite:
+                   shapes: dict[str, np.ndarray], size: int, paste: str = "mixed"
+                   ) -> Composite:
     """One (bg, fgbg, mask) from real photos (bg and cut-out texture from different photos)."""
     names = sorted(photos)
     bg_name, fg_name = (names[i] for i in rng.choice(len(names), 2, replace=False))
@@ -151,11 +161,17 @@ def make_composite(rng: np.random.Generator, photos: dict[str, np.ndarray],
     h, w = shape.shape
     texture = random_crop(photos[fg_name], rng, max(h, w))[:h, :w]
     y, x = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+    kind_of_paste = paste if paste != "mixed" else ("soft" if rng.random() < 0.5 else "hard")
+    alpha = soft_alpha(shape) if kind_of_paste == "soft" else shape.astype(np.float32)
     mask = np.zeros((size, size), dtype=bool)
-    mask[y:y + h, x:x + w] = shape
+    mask[y:y + h, x:x + w] = alpha >= 0.5
     fgbg = bg.copy()
-    fgbg[y:y + h, x:x + w][shape] = texture[shape]
-    return Composite(jpeg_roundtrip(bg), jpeg_roundtrip(fgbg), mask, kind, bg_name, fg_name)
+    window = fgbg[y:y + h, x:x + w].astype(np.float32)
+    a = alpha[..., None]
+    fgbg[y:y + h, x:x + w] = np.clip(window * (1 - a) + texture * a + 0.5, 0, 255).astype(
+        np.uint8)
+    return Composite(jpeg_roundtrip(bg), jpeg_roundtrip(fgbg), mask, kind, kind_of_paste,
+                     bg_name, fg_name)
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -173,14 +189,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     rng = np.random.default_rng(args.seed)
     overall = MetricAccumulator()
     by_kind: dict[str, MetricAccumulator] = {}
+    by_paste: dict[str, MetricAccumulator] = {}
     rows = []
     for _ in range(args.n):
-        c = make_composite(rng, photos, shapes, args.size)
+        c = make_composite(rng, photos, shapes, args.size, args.paste)
         pred = predict_arrays(model, meta, c.bg, c.fgbg, res, device)
         prob = torch.from_numpy(pred.mask_prob)[None, None]
         true = torch.from_numpy(c.mask.astype(np.float32))[None, None]
         depth = torch.from_numpy(pred.depth)[None, None]  # no true depth: depth figures unused
-        for acc in (overall, by_kind.setdefault(c.kind, MetricAccumulator())):
+        for acc in (overall, by_kind.setdefault(c.kind, MetricAccumulator()),
+                    by_paste.setdefault(c.paste, MetricAccumulator())):
             acc.update(prob, true, depth, depth)
         if len(rows) < args.grid_rows:
             err = np.repeat((c.fgbg.mean(axis=2, keepdims=True) * 0.4).astype(np.uint8), 3, 2)
@@ -198,7 +216,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "checkpoint": str(args.checkpoint), "images": str(folder), "photos": len(photos),
         "silhouettes": sorted(shapes), "size": args.size, "model_res": res, "seed": args.seed,
         **mask_figures(overall),
+        "paste": args.paste,
         "by_kind": {k: mask_figures(v) for k, v in sorted(by_kind.items())},
+        "by_paste": {k: mask_figures(v) for k, v in sorted(by_paste.items())},
     }
     if args.grid:
         save_image_atomic(make_grid(rows, ("bg", "fgbg", "true mask", "pred mask",
@@ -214,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=224, help="composite side in pixels")
     p.add_argument("--res", type=int, default=None, help="model resolution (default: ckpt's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--paste", choices=("hard", "soft", "mixed"), default="mixed",
+                   help="cut-out edges: hard 0/1 alpha, soft (feathered) alpha, or half each")
     p.add_argument("--device", default="auto")
     p.add_argument("--grid", type=Path, default=None, help="write a picture grid (PNG)")
     p.add_argument("--grid-rows", type=int, default=8)
