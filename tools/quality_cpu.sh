@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The CPU quality run of the README ("Quality recipe up to 224 px"): synth -> shard ->
+# progressive training 64 -> 128 -> 224 px -> eval at each resolution. About 40 minutes on
+# 2 cores. Usage: bash tools/quality_cpu.sh OUT  (run inside the project's .venv or after
+# `make demo` created it). Real-photo check afterwards: see README, tools/realcheck.py.
+set -euo pipefail
+OUT=${1:?usage: bash tools/quality_cpu.sh OUT}
+BIN=${BIN:-.venv/bin}
+"$BIN/depthkit" synth "$OUT/school" --bgs 40 --fgs 60 --positions 1 --res 224 --seed 0
+"$BIN/depthkit" shard "$OUT/school" --out "$OUT/shards" --res 64,128,224 --split by-bg \
+    --val-fraction 0.1
+"$BIN/depthkit" train --shards "$OUT/shards" --out "$OUT/run" --schedule 64:8,128:2,224:1 \
+    --model diffunet --model-option "widths=(16,32,48,64)" --model-option stem=16 \
+    --model-option refine=2 --optimizer adamw --lr 4e-3 --batch-size 16 --no-augment \
+    --device cpu --image-every 0
+for res in 64 128 224; do
+    "$BIN/depthkit" eval --checkpoint "$OUT/run/last.pt" --shards "$OUT/shards" --res "$res" \
+        --json "$OUT/eval$res.json" --grid "$OUT/grid$res.png" --device cpu
+done
