@@ -226,6 +226,14 @@ class SampleRef:
     members: tuple[str, str, str]  # fgbg, mask, depth as `MemberReader.read` takes them
 
 
+def read_zip_member(zf: zipfile.ZipFile, member: str | zipfile.ZipInfo) -> bytes:
+    """One zip member's bytes; a bad CRC, encryption or a missing name become OSError."""
+    try:
+        return zf.read(member)
+    except (zipfile.BadZipFile, RuntimeError, ValueError, KeyError) as err:
+        raise OSError(str(err)) from None
+
+
 class MemberReader:
     """Reads `SampleRef.members`: files of a folder source, or members of a zip (opened on
     first use). Pickles as its zip path only; unpickling in a process reuses that process's
@@ -242,10 +250,7 @@ class MemberReader:
                 return f.read()
         if self._zf is None:
             self._zf = zipfile.ZipFile(self.zip_path)
-        try:
-            return self._zf.read(name)
-        except (zipfile.BadZipFile, RuntimeError, ValueError, KeyError) as err:  # CRC, ...
-            raise OSError(str(err)) from None
+        return read_zip_member(self._zf, name)
 
     def close(self) -> None:
         if self._zf is not None:
@@ -548,8 +553,7 @@ class FolderSource(_IndexedSource):
         return self._stray()
 
     def _read(self, member: Member) -> bytes:
-        folder, rest = member.path.split("/", 1)
-        return (self.dirs[member.role] / rest).read_bytes()
+        return Path(self._locate(member)).read_bytes()
 
     def _locate(self, member: Member) -> str:
         return str(self.dirs[member.role] / member.path.split("/", 1)[1])
@@ -621,10 +625,7 @@ class ZipSource(_IndexedSource):
         return iter(self.problems)
 
     def _read(self, member: Member) -> bytes:
-        try:
-            return self.zf.read(self.info[member.path])
-        except (zipfile.BadZipFile, RuntimeError, ValueError) as err:  # CRC, encryption
-            raise OSError(str(err)) from None
+        return read_zip_member(self.zf, self.info[member.path])
 
     def _locate(self, member: Member) -> str:
         return self.info[member.path].filename
