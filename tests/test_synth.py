@@ -82,17 +82,25 @@ def _samples(cfg: SynthConfig):
                     yield bg, fg, flip, pos
 
 
-def _pasted_alpha(comp, fg: int, flip: bool) -> np.ndarray:
+def _pasted_alpha(comp, fg: int, flip: bool, cfg: SynthConfig = SMALL) -> np.ndarray:
     """The alpha (uint8, res x res) pasted for a sample, re-derived from sprite + placement."""
-    p = comp.placement
-    sprite = sprite_for(SMALL.seed, fg, SMALL.res)
+    p, res = comp.placement, cfg.res
+    sprite = sprite_for(cfg.seed, fg, res)
     alpha = (sprite.alpha * 255 + 0.5).astype(np.uint8)
     if flip:
         alpha = alpha[:, ::-1]
     alpha = np.asarray(Image.fromarray(alpha).resize((p.width, p.height), Image.BILINEAR))
-    canvas = np.zeros((SMALL.res + 2 * p.height, SMALL.res + 2 * p.width), dtype=np.uint8)
+    canvas = np.zeros((res + 2 * p.height, res + 2 * p.width), dtype=np.uint8)
     canvas[p.top + p.height:p.top + 2 * p.height, p.left + p.width:p.left + 2 * p.width] = alpha
-    return canvas[p.height:p.height + SMALL.res, p.width:p.width + SMALL.res]
+    return canvas[p.height:p.height + res, p.width:p.width + res]
+
+
+def _shadow_box(comp, res: int) -> np.ndarray:
+    """Pixels the contact shadow under the object may darken (its bounding box, 1 px slack)."""
+    p = comp.placement
+    yy, xx = np.mgrid[0:res, 0:res] + 0.5
+    rx, ry = 0.6 * p.width + 1, max(1.5, 0.12 * p.width)
+    return (np.abs(xx - p.u) <= 2 * rx + 1) & (np.abs(yy - p.v) <= 2 * ry + 1)
 
 
 def test_mask_is_exactly_the_pasted_alpha(lossless):
@@ -140,11 +148,8 @@ def test_fgbg_differs_from_bg_only_at_the_object_and_its_shadow():
     for bg, fg, flip, pos in _samples(SMALL):
         comp = render_sample(SMALL, bg, fg, flip, pos)
         scene = scene_for(SMALL.seed, bg, SMALL.res)
-        p = comp.placement
         changed = np.any(comp.fgbg != scene.image, axis=-1)
-        yy, xx = np.mgrid[0:SMALL.res, 0:SMALL.res] + 0.5
-        rx, ry = 0.6 * p.width + 1, max(1.5, 0.12 * p.width)
-        shadow = (np.abs(xx - p.u) <= 2 * rx + 1) & (np.abs(yy - p.v) <= 2 * ry + 1)
+        shadow = _shadow_box(comp, SMALL.res)
         soft_rim = _pasted_alpha(comp, fg, flip) > 0  # soft pastes blend in the rim too
         assert not np.any(changed & ~soft_rim & ~shadow)
         assert changed[comp.mask].mean() > 0.5
@@ -221,13 +226,9 @@ def test_pastes_are_hard_or_soft_and_both_occur():
     cfg = SynthConfig(bgs=2, fgs=4, positions=2, res=48, seed=3, lossless=True)
     for bg, fg, flip, pos in _samples(cfg):
         comp = render_sample(cfg, bg, fg, flip, pos)
-        p = comp.placement
-        alpha = _pasted_alpha(comp, fg, flip)
+        alpha = _pasted_alpha(comp, fg, flip, cfg)
         changed = np.any(comp.fgbg != scene_for(cfg.seed, bg, cfg.res).image, axis=-1)
-        yy, xx = np.mgrid[0:cfg.res, 0:cfg.res] + 0.5
-        rx, ry = 0.6 * p.width + 1, max(1.5, 0.12 * p.width)
-        shadow = (np.abs(xx - p.u) <= 2 * rx + 1) & (np.abs(yy - p.v) <= 2 * ry + 1)
-        rim = (alpha > 0) & ~comp.mask & ~shadow
+        rim = (alpha > 0) & ~comp.mask & ~_shadow_box(comp, cfg.res)
         if rim.any():
             kinds.add("soft" if changed[rim].any() else "hard")
     assert kinds == {"soft", "hard"}
