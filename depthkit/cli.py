@@ -144,7 +144,9 @@ def train(
         help="Default 1e-3 (sgd) / 1e-2 (adamw).")] = None,
     step_size: Annotated[int, typer.Option(help="sgd: epochs between LR drops.")] = 2,
     gamma: Annotated[float, typer.Option(help="sgd: LR drop factor.")] = 0.1,
-    mask_loss: Annotated[str, typer.Option(help="bce_dice or mse (original).")] = "bce_dice",
+    mask_loss: Annotated[str, typer.Option(
+        help="bce_dice, bce_lovasz (BCE + Lovasz hinge, an IoU surrogate) or mse (original).")]
+    = "bce_dice",
     depth_loss: Annotated[str, typer.Option(help="l1_ssim_grad or mse (original).")]
     = "l1_ssim_grad",
     mask_weight: Annotated[float, typer.Option(help="Weight of the mask loss.")] = 1.0,
@@ -276,7 +278,7 @@ def predict_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, run and results.")]
     = Path("demo-out"),
-    epochs: Annotated[int, typer.Option(help="Training epochs at 64 px.")] = 8,
+    epochs: Annotated[int, typer.Option(help="Training epochs at 64 px.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of data, weights and order.")] = 0,
 ) -> None:
     """Synth -> shard -> train at 64 px on the CPU -> eval: metrics JSON + picture grid."""

@@ -31,19 +31,23 @@ class DemoConfig:
     """The demo recipe: data size, model and optimisation (tuned for 2 CPU cores)."""
 
     out: Path = Path("demo-out")
-    bgs: int = 20  # backgrounds; 10 % of them (2) are held out for validation
-    fgs: int = 50  # foregrounds
-    positions: int = 2  # positions per (bg, fg, flip): 20 x 50 x 2 x 2 = 4,000 samples
+    # Many rooms, each seen with fewer objects: depth must be read from the room, and 18
+    # training rooms were memorised (train depth loss 0.1 vs held-out 0.25); 45 are not.
+    bgs: int = 50  # backgrounds; 10 % of them (5) are held out for validation
+    fgs: int = 40  # foregrounds
+    positions: int = 1  # positions per (bg, fg, flip): 50 x 40 x 2 x 1 = 4,000 samples
     res: int = 64
     val_fraction: float = 0.1
     model: str = "diffunet"
     model_options: dict[str, Any] = field(
         default_factory=lambda: {"widths": (16, 32, 48, 64), "stem": 16, "reduce": 2,
-                                 "refine": 2})
-    epochs: int = 8
+                                 "refine": 1, "head_refine": 1})
+    epochs: int = 10
     batch_size: int = 16
     optimizer: str = "adamw"
     lr: float = 4e-3
+    mask_loss: str = "bce_lovasz"  # 82 % of the mask errors are edge pixels: optimise IoU
+    channels_last: bool = True  # NHWC: 85 -> 96 samples/s for this model on 2 cores
     augment: bool = False
     max_steps: int | None = None  # cap on optimiser steps (tests)
     grid_samples: int = 8
@@ -72,6 +76,7 @@ def cpu_seconds() -> float:
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = log.info) -> DemoResult:
     """Run every stage (see the module docstring); `say` gets one line per finished stage."""
     from depthkit.evaluate import EvalConfig, evaluate, format_table, write_grid, write_json
+    from depthkit.losses import LossConfig
     from depthkit.shardplan import SplitConfig
     from depthkit.shards import ShardConfig, write_shards
     from depthkit.synth import SynthConfig, synthesize
@@ -107,7 +112,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = log.info) -> DemoResu
     train_cfg = TrainConfig(
         shards=shards, out=run, stages=(Stage(cfg.res, cfg.epochs),), model=cfg.model,
         model_options=dict(cfg.model_options), batch_size=cfg.batch_size,
-        optimizer=cfg.optimizer, lr=cfg.lr, augment=cfg.augment, seed=cfg.seed, device="cpu",
+        optimizer=cfg.optimizer, lr=cfg.lr, loss=LossConfig(mask=cfg.mask_loss),
+        channels_last=cfg.channels_last, augment=cfg.augment, seed=cfg.seed, device="cpu",
         max_steps=cfg.max_steps, save_every=0, image_every=0,
     )
     trained = fit(train_cfg)

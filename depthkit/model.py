@@ -104,11 +104,24 @@ class UnetExp(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+def _head(channels: int, convs: int) -> nn.Module:
+    """`convs` 3x3 conv-BN-ReLU, then a 1x1 conv to one output channel.
+
+    With no convs it is the bare 1x1 conv, so checkpoints made before `head_refine` still load.
+    """
+    out = nn.Conv2d(channels, 1, 1)
+    if not convs:
+        return out
+    return nn.Sequential(*(conv_bn_relu(channels, channels) for _ in range(convs)), out)
+
+
 class DiffUNet(nn.Module):
     """Small UNet on [fgbg, bg, |fgbg - bg|] that runs its body at 1/`reduce` resolution.
 
     A thin full-resolution stem keeps mask edges sharp: its features join the upsampled body
-    output before the two 1x1 heads, followed by `refine` more full-resolution 3x3 convs.
+    output before the two 1x1 heads, followed by `refine` more full-resolution 3x3 convs that
+    both heads share and `head_refine` convs that each head has on its own (so the sharp mask
+    and the smooth depth do not compete for the same few channels).
     `diff=False` drops the difference input (ablation).
     H and W must be divisible by 8 * reduce.
     """
@@ -120,6 +133,7 @@ class DiffUNet(nn.Module):
         reduce: int = 2,
         diff: bool = True,
         refine: int = 0,
+        head_refine: int = 0,
     ) -> None:
         super().__init__()
         if reduce not in (1, 2, 4):
@@ -137,8 +151,8 @@ class DiffUNet(nn.Module):
         self.fuse = conv_bn_relu(w[0] + stem, stem)
         # Extra full-resolution convs after the fuse: thin parts and holes need them.
         self.refine = nn.Sequential(*(conv_bn_relu(stem, stem) for _ in range(refine)))
-        self.mask_head = nn.Conv2d(stem, 1, 1)
-        self.depth_head = nn.Conv2d(stem, 1, 1)
+        self.mask_head = _head(stem, head_refine)
+        self.depth_head = _head(stem, head_refine)
 
     def forward(self, bg: Tensor, fgbg: Tensor) -> Outputs:
         parts = [fgbg, bg, (fgbg - bg).abs()] if self.diff else [fgbg, bg]

@@ -88,3 +88,23 @@ def test_refine_adds_full_resolution_convs() -> None:
     assert extra == pytest.approx(2 * 2 * 8 * 8 * 9 * 32 * 32, rel=0.01)
     out = refined(torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32))
     assert out["mask"].shape == (1, 1, 32, 32)
+
+
+def test_head_refine_gives_each_head_its_own_convs() -> None:
+    base = create_model("diffunet", stem=8, widths=(8, 16, 24, 32))
+    split = create_model("diffunet", stem=8, widths=(8, 16, 24, 32), head_refine=1)
+    conv_bn = 8 * 8 * 9 + 2 * 8
+    assert count_parameters(split) - count_parameters(base) == 2 * conv_bn  # one per head
+    # The two heads' convs are separate modules: training the mask does not move depth's.
+    mask_conv = split.mask_head[0][0].weight
+    depth_conv = split.depth_head[0][0].weight
+    assert mask_conv.data_ptr() != depth_conv.data_ptr()
+    out = split(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+    out["mask"].sum().backward()
+    assert mask_conv.grad is not None and mask_conv.grad.abs().sum() > 0
+    assert depth_conv.grad is None
+
+
+def test_models_without_head_refine_keep_their_checkpoint_keys() -> None:
+    keys = create_model("diffunet", stem=8, widths=(8, 16, 24, 32)).state_dict().keys()
+    assert {"mask_head.weight", "depth_head.weight"} <= set(keys)
