@@ -123,6 +123,8 @@ class Composite:
     mask: np.ndarray  # bool (res, res): pasted alpha >= 0.5
     depth: np.ndarray  # float32 (res, res): camera z in metres, object included
     placement: Placement
+    hard: bool = False  # pasted with a hard 0/1 alpha (else the cut-out's soft alpha)
+    camouflage: bool = False  # textured with a patch of its own room
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,8 @@ def compose(scene: Scene, sprite_img: Image.Image, sprite: Sprite,
     mask[y0:y1, x0:x1] = inside
     depth = scene.depth.copy()
     depth[mask] = p.z
-    return Composite(fgbg=fgbg, mask=mask, depth=depth, placement=p)
+    return Composite(fgbg=fgbg, mask=mask, depth=depth, placement=p, hard=hard,
+                     camouflage=camouflage and bool(inside.any()))
 
 
 def room_patch(image: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator

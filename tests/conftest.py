@@ -50,3 +50,19 @@ def shard_root(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 # --- end shard fixtures ---
+
+# --- demo fixtures ---
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint from the demo at toy size (3 rooms x 3 cut-outs, two training steps):
+    a real, loadable model for the tools' end-to-end tests, not a good one."""
+    from depthkit.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(out=tmp_path_factory.mktemp("tiny") / "out", bgs=3, fgs=3, positions=1,
+                     val_fraction=0.34, epochs=1, batch_size=4, max_steps=2, workers=1,
+                     grid_samples=2)
+    return run_demo(cfg, say=lambda line: None).checkpoint
+
+# --- end demo fixtures ---

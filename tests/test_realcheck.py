@@ -8,10 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
-
-from depthkit.demo import DemoConfig, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,20 +65,12 @@ def test_soft_pastes_blend_outside_the_mask_and_hard_ones_do_not(tmp_path: Path)
     assert spill["hard"] < 0.5 * spill["soft"], spill
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = DemoConfig(out=tmp_path_factory.mktemp("rc") / "out", bgs=3, fgs=3, positions=1,
-                     val_fraction=0.34, epochs=1, batch_size=4, max_steps=2, workers=1,
-                     grid_samples=2)
-    return run_demo(cfg, say=lambda line: None).checkpoint
-
-
-def test_realcheck_end_to_end(tmp_path: Path, checkpoint: Path):
+def test_realcheck_end_to_end(tmp_path: Path, tiny_checkpoint: Path):
     folder = _photos(tmp_path / "p")
     out = tmp_path / "real.json"
-    code = realcheck.main(["--checkpoint", str(checkpoint), "--images", str(folder), "--n", "8",
-                           "--size", "64", "--json", str(out), "--grid", str(tmp_path / "g.png"),
-                           "--device", "cpu"])
+    code = realcheck.main(["--checkpoint", str(tiny_checkpoint), "--images", str(folder),
+                           "--n", "8", "--size", "64", "--json", str(out),
+                           "--grid", str(tmp_path / "g.png"), "--device", "cpu"])
     assert code == 0
     report = json.loads(out.read_text())
     assert report["samples"] == 8 and 0 <= report["mask_iou"] <= 1

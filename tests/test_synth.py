@@ -230,5 +230,7 @@ def test_pastes_are_hard_or_soft_and_both_occur():
         changed = np.any(comp.fgbg != scene_for(cfg.seed, bg, cfg.res).image, axis=-1)
         rim = (alpha > 0) & ~comp.mask & ~_shadow_box(comp, cfg.res)
         if rim.any():
-            kinds.add("soft" if changed[rim].any() else "hard")
+            kind = "soft" if changed[rim].any() else "hard"
+            assert comp.hard == (kind == "hard")  # the flag tools split results by
+            kinds.add(kind)
     assert kinds == {"soft", "hard"}

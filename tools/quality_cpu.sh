@@ -11,7 +11,8 @@ BIN=${BIN:-.venv/bin}
     --val-fraction 0.1
 "$BIN/depthkit" train --shards "$OUT/shards" --out "$OUT/run" --schedule 64:8,128:2,224:1 \
     --model diffunet --model-option "widths=(16,32,48,64)" --model-option stem=16 \
-    --model-option refine=2 --optimizer adamw --lr 4e-3 --batch-size 16 --no-augment \
+    --model-option refine=1 --model-option head_refine=1 --mask-loss bce_lovasz \
+    --optimizer adamw --lr 4e-3 --batch-size 16 --no-augment --channels-last \
     --device cpu --image-every 0
 for res in 64 128 224; do
     "$BIN/depthkit" eval --checkpoint "$OUT/run/last.pt" --shards "$OUT/shards" --res "$res" \
