@@ -79,3 +79,10 @@ def save_image_atomic(image: Image.Image, path: Path, fmt: str = "PNG") -> None:
     buf = io.BytesIO()
     image.save(buf, format=fmt)
     write_atomic(Path(path), buf.getvalue(), fsync=False, parents=True)
+
+
+def jpeg_roundtrip(img: np.ndarray, quality: int = 95) -> np.ndarray:
+    """Decode(encode as JPEG at `quality`) of a uint8 RGB array: what a model sees in a dataset."""
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))

@@ -25,8 +25,6 @@ and writes a picture grid (`--grid`).
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +33,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from depthkit.atomic import write_atomic
 from depthkit.dist import pick_device
 from depthkit.errors import DepthkitError
-from depthkit.images import colorize_depth, make_grid, save_image_atomic
+from depthkit.images import colorize_depth, jpeg_roundtrip, make_grid, save_image_atomic
 from depthkit.metrics import MetricAccumulator
 from depthkit.predict import IMAGE_EXTS, check_res, predict_arrays
+from depthkit.report import emit_report
 
 # Gray/scientific pictures that do not look like scenes (documents, charts, microscopy masks).
 SKIP = {"chessboard_GRAY", "chessboard_RGB", "page", "text", "phantom", "microaneurysms",
@@ -134,12 +132,6 @@ def shape_mask(rng: np.random.Generator, shapes: dict[str, np.ndarray], size: in
         (max(1, int(w * scale)), max(1, int(h * scale))), Image.BILINEAR)
     out = np.asarray(im) >= 128
     return (out[:, ::-1] if rng.random() < 0.5 else out), kind
-
-
-def jpeg_roundtrip(img: np.ndarray, quality: int = 95) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
 def soft_alpha(shape: np.ndarray, radius: float = 0.8) -> np.ndarray:
@@ -240,17 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid", type=Path, default=None, help="write a picture grid (PNG)")
     p.add_argument("--grid-rows", type=int, default=8)
     p.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
-    args = p.parse_args(argv)
-    try:
-        report = run(args)
-    except DepthkitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        write_atomic(args.json, (text + "\n").encode(), fsync=False, parents=True)
-    return 0
+    return emit_report(run, p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -17,24 +17,21 @@ from a recognition one (far errors).
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from depthkit.atomic import write_atomic
 from depthkit.dist import pick_device
 from depthkit.errors import DepthkitError
+from depthkit.images import jpeg_roundtrip
 from depthkit.predict import check_res, predict_arrays
+from depthkit.report import emit_report
 from depthkit.synth import (
     BG_QUALITY,
     FGBG_QUALITY,
     SynthConfig,
-    encode_image,
     render_sample,
     scene_for,
     sprite_for,
@@ -61,11 +58,6 @@ def error_bands(pred: np.ndarray, true: np.ndarray) -> dict[str, int]:
     near = dilate(edge) & ~edge
     return {"edge": int((wrong & edge).sum()), "near": int((wrong & near).sum()),
             "far": int((wrong & ~edge & ~near).sum())}
-
-
-def roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
-    """Decode(encode as JPEG at `quality`): what the model sees in a dataset."""
-    return np.asarray(Image.open(io.BytesIO(encode_image(img, "jpeg", quality))).convert("RGB"))
 
 
 class Tally:
@@ -108,13 +100,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     small = round(SMALL_OBJECT * (size / 64) ** 2)
     tallies: dict[str, Tally] = {}
     bands = {"edge": 0, "near": 0, "far": 0}
-    union = inter = 0
     with torch.inference_mode():
         for bg in range(args.first_room, args.first_room + args.rooms):
-            bg_img = roundtrip(scene_for(cfg.seed, bg, size).image, BG_QUALITY)
+            bg_img = jpeg_roundtrip(scene_for(cfg.seed, bg, size).image, BG_QUALITY)
             for fg in range(args.fgs):
                 comp = render_sample(cfg, bg, fg, False, 0)
-                fgbg = roundtrip(comp.fgbg, FGBG_QUALITY)
+                fgbg = jpeg_roundtrip(comp.fgbg, FGBG_QUALITY)
                 pred = predict_arrays(model, meta, bg_img, fgbg, res, device).mask
                 true = comp.mask
                 seen = None if args.trained_fgs is None else fg < args.trained_fgs
@@ -124,17 +115,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     tallies.setdefault(name, Tally()).add(pred, true)
                 for key, n in error_bands(pred, true).items():
                     bands[key] += n
-                inter += int((pred & true).sum())
-                union += int((pred | true).sum())
+    everything = tallies["all"]
     wrong = sum(bands.values())
     return {
         "checkpoint": str(args.checkpoint), "model_res": res, "size": size, "seed": args.seed,
         "rooms": [args.first_room, args.first_room + args.rooms - 1], "fgs": args.fgs,
         "small_object_pixels": small,
-        "mask_iou": tallies["all"].figures()["mask_iou"], "samples": tallies["all"].samples,
+        "mask_iou": everything.figures()["mask_iou"], "samples": everything.samples,
         "wrong_pixels": wrong,
         "wrong_share": {k: v / max(wrong, 1) for k, v in bands.items()},
-        "mask_iou_if_edge_band_right": inter / max(union - bands["edge"], 1),
+        "mask_iou_if_edge_band_right":
+            everything.inter / max(everything.union - bands["edge"], 1),
         "groups": {k: v.figures() for k, v in sorted(tallies.items())},
     }
 
@@ -153,17 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="synth seed (the training set's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
-    args = p.parse_args(argv)
-    try:
-        report = run(args)
-    except DepthkitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        write_atomic(args.json, (text + "\n").encode(), fsync=False, parents=True)
-    return 0
+    return emit_report(run, p.parse_args(argv))
 
 
 if __name__ == "__main__":
