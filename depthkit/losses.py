@@ -95,14 +95,11 @@ def mask_loss_fn(cfg: LossConfig) -> Callable[[Tensor, Tensor], Tensor]:
     """Loss on mask logits vs a {0, 1} target."""
     if cfg.mask == "mse":
         return lambda logits, t: F.mse_loss(torch.sigmoid(logits), t)
-    if cfg.mask == "bce_dice":
+    region = {"bce_dice": soft_dice_loss, "bce_lovasz": lovasz_hinge_loss}.get(cfg.mask)
+    if region is not None:
         return lambda logits, t: F.binary_cross_entropy_with_logits(
             logits, t
-        ) + cfg.dice_weight * soft_dice_loss(logits, t)
-    if cfg.mask == "bce_lovasz":
-        return lambda logits, t: F.binary_cross_entropy_with_logits(
-            logits, t
-        ) + cfg.dice_weight * lovasz_hinge_loss(logits, t)
+        ) + cfg.dice_weight * region(logits, t)
     raise DepthkitError(f"unknown mask loss '{cfg.mask}' (choose from: {', '.join(MASK_LOSSES)})")
 
 
