@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageEnhance
 from torch.utils.data import DataLoader, Dataset
 
-from depthkit.augment import AugmentConfig
+from depthkit.loader.augment import AugmentConfig
 
 
 def _ssr(im: Image.Image, cfg: AugmentConfig, rng: random.Random, res: int, nearest: bool):

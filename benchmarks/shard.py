@@ -4,7 +4,7 @@ the floor of merely reading the same source bytes, in CPU time per sample and wa
 Usage: python benchmarks/shard.py [--bgs 5 --fgs 20 --positions 10] [--workers 2] [--runs 2]
                                   [--data DIR] [--sources folder,zip,7z] [--multi-res]
 
-Makes its own synthetic dataset with depthkit.synth (224 px JPEG, like the original) as a
+Makes its own synthetic dataset with depthkit.synth.dataset (224 px JPEG, like the original) as a
 folder, a .zip and the .7z set, in a temp folder (or in --data DIR, kept and reused when it
 already holds one of the same config). "read" streams every sample and background through the
 layout reader without checks (the bytes any conversion must read: file reads, or 7z
@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import PIL  # noqa: E402
 
-from depthkit.layout import open_source  # noqa: E402
-from depthkit.shards import ShardConfig, write_shards  # noqa: E402
-from depthkit.synth import SynthConfig, synthesize  # noqa: E402
+from depthkit.shard.run import ShardConfig, write_shards  # noqa: E402
+from depthkit.source.layout import open_source  # noqa: E402
+from depthkit.synth.dataset import SynthConfig, synthesize  # noqa: E402
 
 SOURCES = {"folder": ("folder", None), "zip": ("zip", "zip"), "7z": (".7z set", "7z")}
 

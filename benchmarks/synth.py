@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 
-from depthkit.synth import SynthConfig, synthesize  # noqa: E402
+from depthkit.synth.dataset import SynthConfig, synthesize  # noqa: E402
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 For each model and resolution it measures samples/s of
   - ceiling: forward + loss + backward + optimiser step on one batch already on the device;
-  - full:    the same step fed by `depthkit.pipeline` (DALI) from shards (needs --shards, or
+  - full:    the same step fed by `depthkit.loader.pipeline` (DALI) from shards (needs --shards, or
              --make-shards to synthesise and shard a small set first),
 and prints forward GFLOPs per sample, achieved TFLOP/s (3 x forward), the full/ceiling ratio
 and the projected time of a 400k-sample epoch. On a GPU it also prints the epoch floor at the
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from depthkit.dist import DistInfo
-from depthkit.losses import build_criterion
-from depthkit.model import count_parameters, create_model, forward_flops
-from depthkit.train import Runtime, TrainConfig, TrainState, pick_amp_dtype, train_one_epoch
+from depthkit.core.dist import DistInfo
+from depthkit.model.networks import count_parameters, create_model, forward_flops
+from depthkit.train.loop import Runtime, TrainConfig, TrainState, pick_amp_dtype, train_one_epoch
+from depthkit.train.losses import build_criterion
 
 EPOCH = 400_000
 
@@ -107,8 +107,8 @@ def measure(args, name: str, res: int, rt: Runtime, shards: Path | None) -> dict
            "ceiling_sps": ceiling, "ceiling_tflops": 3 * fwd * ceiling / 1e12,
            "ceiling_epoch_min": EPOCH / ceiling / 60}
     if shards is not None and res in shard_resolutions(shards):
-        from depthkit.augment import AugmentConfig
-        from depthkit.pipeline import LoaderConfig, build_loader
+        from depthkit.loader.augment import AugmentConfig
+        from depthkit.loader.pipeline import LoaderConfig, build_loader
 
         loader = build_loader(LoaderConfig(
             shards=shards, split="train", res=res, batch_size=batch, augment=AugmentConfig(),
@@ -126,16 +126,16 @@ def measure(args, name: str, res: int, rt: Runtime, shards: Path | None) -> dict
 
 def shard_resolutions(shards: Path) -> list[int]:
     """Resolutions a shard folder holds (the loader-fed step is measured only at those)."""
-    from depthkit.manifest import load_manifest, resolutions
+    from depthkit.shard.manifest import load_manifest, resolutions
 
     return resolutions(load_manifest(shards))
 
 
 def make_shards(root: Path, res: list[int]) -> Path:
     """Synthesise and shard a small set (a few hundred samples) for the loader-fed runs."""
-    from depthkit.shardplan import SplitConfig
-    from depthkit.shards import ShardConfig, write_shards
-    from depthkit.synth import SynthConfig, synthesize
+    from depthkit.shard.plan import SplitConfig
+    from depthkit.shard.run import ShardConfig, write_shards
+    from depthkit.synth.dataset import SynthConfig, synthesize
 
     if (root / "shards" / "manifest.json").is_file():
         return root / "shards"

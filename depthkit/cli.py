@@ -11,7 +11,7 @@ from typing import Annotated  # noqa: F401
 
 import typer
 
-from depthkit.errors import DepthkitError
+from depthkit.core.errors import DepthkitError
 
 app = typer.Typer(
     add_completion=False,
@@ -43,7 +43,7 @@ def synth(
     """Make a synthetic dataset in the original layout, with exact masks and depth."""
     import os
 
-    from depthkit.synth import SynthConfig, synthesize
+    from depthkit.synth.dataset import SynthConfig, synthesize
 
     cfg = SynthConfig(bgs=bgs, fgs=fgs, positions=positions, res=res, seed=seed,
                       archive=archive, lossless=lossless)
@@ -76,8 +76,8 @@ def shard(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Repack a dataset into WebDataset tar shards + DALI indexes + manifest (restartable)."""
-    from depthkit.shardplan import SplitConfig
-    from depthkit.shards import ShardConfig, format_summary, parse_int_list, write_shards
+    from depthkit.shard.plan import SplitConfig
+    from depthkit.shard.run import ShardConfig, format_summary, parse_int_list, write_shards
 
     cfg = ShardConfig(
         out=out,
@@ -105,7 +105,7 @@ def verify(
     """Check every shard against the manifest; exit 1 listing the problems, else one line OK."""
     import os
 
-    from depthkit.verify import format_report, verify_shards
+    from depthkit.shard.verify import format_report, verify_shards
 
     n = (os.cpu_count() or 1) if workers is None else workers
     report = verify_shards(shards, workers=n, progress=not quiet)
@@ -175,9 +175,9 @@ def train(
     """Train a two-head mask + depth model on shards (DDP: torchrun -m depthkit train ...)."""
     import logging
 
-    from depthkit.losses import LossConfig
-    from depthkit.model import parse_model_options
-    from depthkit.train import Stage, TrainConfig, fit, format_summary, parse_schedule
+    from depthkit.model.networks import parse_model_options
+    from depthkit.train.loop import Stage, TrainConfig, fit, format_summary, parse_schedule
+    from depthkit.train.losses import LossConfig
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = TrainConfig(
@@ -222,7 +222,8 @@ def eval_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
 ) -> None:
     """Mask IoU/Dice/accuracy and depth RMSE/MAE/abs_rel/delta/SSIM of a checkpoint."""
-    from depthkit.evaluate import (
+    from depthkit.core.progress import progress_bar
+    from depthkit.eval.evaluate import (
         EvalConfig,
         format_table,
         prepare,
@@ -230,7 +231,6 @@ def eval_cmd(
         write_grid,
         write_json,
     )
-    from depthkit.progress import progress_bar
 
     run = prepare(EvalConfig(checkpoint=checkpoint, shards=shards, split=split, res=res,
                              shard_res=shard_res, batch_size=batch_size, device=device,
@@ -259,8 +259,8 @@ def predict_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
 ) -> None:
     """Predict mask and depth for (bg, fgbg) pairs of any size; writes PNGs to --out."""
-    from depthkit.predict import PredictConfig, prepare_predict, run_predict
-    from depthkit.progress import progress_bar
+    from depthkit.core.progress import progress_bar
+    from depthkit.eval.predict import PredictConfig, prepare_predict, run_predict
 
     run = prepare_predict(PredictConfig(checkpoint=checkpoint, bg=bg, fgbg=fgbg, out=out,
                                         res=res, device=device))

@@ -75,12 +75,12 @@ def cpu_seconds() -> float:
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = log.info) -> DemoResult:
     """Run every stage (see the module docstring); `say` gets one line per finished stage."""
-    from depthkit.evaluate import EvalConfig, evaluate, format_table, write_grid, write_json
-    from depthkit.losses import LossConfig
-    from depthkit.shardplan import SplitConfig
-    from depthkit.shards import ShardConfig, write_shards
-    from depthkit.synth import SynthConfig, synthesize
-    from depthkit.train import Stage, TrainConfig, fit
+    from depthkit.eval.evaluate import EvalConfig, evaluate, format_table, write_grid, write_json
+    from depthkit.shard.plan import SplitConfig
+    from depthkit.shard.run import ShardConfig, write_shards
+    from depthkit.synth.dataset import SynthConfig, synthesize
+    from depthkit.train.loop import Stage, TrainConfig, fit
+    from depthkit.train.losses import LossConfig
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from depthkit.dist import pick_device
-from depthkit.errors import DepthkitError
-from depthkit.images import colorize_depth, jpeg_roundtrip, make_grid, save_image_atomic
-from depthkit.metrics import MetricAccumulator
-from depthkit.predict import IMAGE_EXTS, check_res, predict_arrays
-from depthkit.report import emit_report
+from depthkit.core.dist import pick_device
+from depthkit.core.errors import DepthkitError
+from depthkit.core.images import colorize_depth, jpeg_roundtrip, make_grid, save_image_atomic
+from depthkit.core.report import emit_report
+from depthkit.eval.metrics import MetricAccumulator
+from depthkit.eval.predict import IMAGE_EXTS, check_res, predict_arrays
 
 # Gray/scientific pictures that do not look like scenes (documents, charts, microscopy masks).
 SKIP = {"chessboard_GRAY", "chessboard_RGB", "page", "text", "phantom", "microaneurysms",
@@ -167,7 +167,7 @@ def make_composite(rng: np.random.Generator, photos: dict[str, np.ndarray],
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    from depthkit.checkpoint import load_model
+    from depthkit.model.checkpoint import load_model
 
     folder = args.images or default_images()
     if folder is None or not Path(folder).is_dir():

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depthkit.dist import pick_device
-from depthkit.errors import DepthkitError
-from depthkit.images import jpeg_roundtrip
-from depthkit.predict import check_res, predict_arrays
-from depthkit.report import emit_report
-from depthkit.synth import (
+from depthkit.core.dist import pick_device
+from depthkit.core.errors import DepthkitError
+from depthkit.core.images import jpeg_roundtrip
+from depthkit.core.report import emit_report
+from depthkit.eval.predict import check_res, predict_arrays
+from depthkit.synth.dataset import (
     BG_QUALITY,
     FGBG_QUALITY,
     SynthConfig,
@@ -87,7 +87,7 @@ def groups_of(kind: str, hard: bool, camouflage: bool, area: int, small: int,
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    from depthkit.checkpoint import load_model
+    from depthkit.model.checkpoint import load_model
 
     if args.rooms < 1 or args.fgs < 1:
         raise DepthkitError("--rooms and --fgs must be at least 1")
