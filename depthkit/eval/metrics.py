@@ -36,7 +36,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-MASK_THRESHOLD = 0.5
+from depthkit.shard.schema import MASK_THRESHOLD
+
 DEPTH_EPS = 1e-3
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

@@ -30,11 +30,11 @@ from depthkit.core.dist import pick_device
 from depthkit.core.errors import DepthkitError
 from depthkit.core.images import colorize_depth, save_image_atomic, to_uint8
 from depthkit.core.normalization import normalize_images
+from depthkit.shard.schema import MASK_THRESHOLD
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-MASK_THRESHOLD = 0.5
 ASPECT_TOLERANCE = 0.05  # bg and fgbg must show the same scene: aspect ratios within 5 %
 SIZE_MULTIPLE = 16  # model input sides must be divisible by this
 

@@ -1,0 +1,1 @@
+"""DALI loading from shards to torch batches: aligned augmentation, backgrounds by reference."""

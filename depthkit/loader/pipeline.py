@@ -275,7 +275,7 @@ class Loader:
         batch = {
             "bg": out["bg"],
             "fgbg": out["fgbg"],
-            "mask": (out["mask"] >= schema.MASK_THRESHOLD).float(),
+            "mask": (out["mask"] >= schema.MASK_THRESHOLD_U8).float(),
             "depth": out["depth"],
             "bgid": out["bgid"].reshape(-1).long(),
         }

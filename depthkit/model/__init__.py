@@ -1,0 +1,1 @@
+"""Two-head mask + depth networks, their registry, and the checkpoint file format."""

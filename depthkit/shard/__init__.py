@@ -1,0 +1,1 @@
+"""WebDataset shards: the sample schema, plan, conversion, tar writing, manifest, verify."""

@@ -32,6 +32,7 @@ A background member is `<bgkey>.jpg` with bgkey = `bg_key(bg_id)` (e.g. "bg00010
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 FORMAT_NAME = "depthkit-shards"
 FORMAT_VERSION = 1
@@ -42,16 +43,50 @@ EXT_MASK = "mask.jpg"
 EXT_DEPTH = "depth.jpg"
 EXT_BGID = "bgid"
 EXT_META = "meta.json"
-SAMPLE_EXTS = (EXT_FGBG, EXT_MASK, EXT_DEPTH, EXT_BGID, EXT_META)
-REQUIRED_EXTS = (EXT_FGBG, EXT_MASK, EXT_DEPTH, EXT_BGID)
 EXT_BG = "jpg"
+
+
+
+@dataclass(frozen=True)
+class Field:
+    """One component of a shard sample: how it is stored, decoded and scaled.
+
+    `mode` is the Pillow mode of an image component (None: raw bytes); `dali_dtype` names the
+    `nvidia.dali.types` dtype the webdataset reader hands out; `scale` says what the loader
+    makes of it: "stats" (normalised by the manifest's mean/std), "unit" (/255 to [0, 1]),
+    "binary" (>= MASK_THRESHOLD_U8 -> 0/1), "id" (an int32 background id).
+    """
+
+    name: str
+    ext: str
+    mode: str | None
+    dali_dtype: str
+    scale: str
+    required: bool = True
+
+
+FIELDS = (
+    Field("fgbg", EXT_FGBG, "RGB", "UINT8", "stats"),
+    Field("mask", EXT_MASK, "L", "UINT8", "binary"),
+    Field("depth", EXT_DEPTH, "L", "UINT8", "unit"),
+    Field("bgid", EXT_BGID, None, "INT32", "id"),
+    Field("meta", EXT_META, None, "UINT8", "none", required=False),
+)
+IMAGE_FIELDS = tuple(f for f in FIELDS if f.mode is not None)
+BACKGROUND = Field("bg", EXT_BG, "RGB", "UINT8", "stats")  # one per bg, in backgrounds.tar
+FIELD_BY_EXT = {f.ext: f for f in (*FIELDS, BACKGROUND)}
+SAMPLE_EXTS = tuple(f.ext for f in FIELDS)
+REQUIRED_EXTS = tuple(f.ext for f in FIELDS if f.required)
 
 MANIFEST_NAME = "manifest.json"
 REJECTS_NAME = "rejects.jsonl"
 BACKGROUNDS_STEM = "backgrounds"
 SPLITS = ("train", "val")
 
-MASK_THRESHOLD = 128  # uint8 mask value at or above which a pixel is foreground
+# A pixel is foreground at probability (or mask value on [0, 1]) >= MASK_THRESHOLD; on the uint8
+# scale of a decoded mask that is >= 128 (127.5 rounded up): one rule for targets and predictions.
+MASK_THRESHOLD = 0.5
+MASK_THRESHOLD_U8 = 128
 JPEG_QUALITY = 95  # quality used whenever depthkit has to (re-)encode a JPEG
 
 

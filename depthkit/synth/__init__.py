@@ -1,0 +1,1 @@
+"""Seeded synthetic datasets in the original layout: rooms, cut-outs, composites, writers."""

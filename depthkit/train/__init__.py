@@ -1,0 +1,1 @@
+"""Training: config, runtime (precision, devices, DDP), losses, optimisers, the loop, saving."""
