@@ -2,8 +2,9 @@
 
 Usage: python benchmarks/loader.py [--fgs 10 --positions 10] [--batch 64] [--runs 2]
 
-Makes its own synthetic dataset (depthkit.synth.dataset, 224 px JPEG, original layout) and shards it at
-64, 128 and 224 px (depthkit.shard.run), once, in a temp folder. Per resolution, with the SAME
+Makes its own synthetic dataset (depthkit.synth.dataset, 224 px JPEG, original layout) and
+shards it at 64, 128 and 224 px (depthkit.shard.run), once, in a temp folder. Per resolution,
+with the SAME
 AugmentConfig (the original list, p=0.5 for the geometric ops):
   depthkit cpu  - build_loader(device="cpu", num_threads=2), full augmentation
   depthkit gpu  - the same with device="cuda" (only when CUDA is present)
@@ -32,11 +33,9 @@ import torch  # noqa: E402
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 
 from benchmarks.baseline_loader import baseline_loader  # noqa: E402
-from depthkit.loader.augment import AugmentConfig  # noqa: E402
-from depthkit.loader.pipeline import LoaderConfig, build_loader  # noqa: E402
-from depthkit.shard import schema  # noqa: E402
+from depthkit.loader import AugmentConfig, LoaderConfig, build_loader  # noqa: E402
+from depthkit.shard import ShardConfig, schema, write_shards  # noqa: E402
 from depthkit.shard.manifest import load_manifest, split_files  # noqa: E402
-from depthkit.shard.run import ShardConfig, write_shards  # noqa: E402
 from depthkit.synth.dataset import SynthConfig, synthesize  # noqa: E402
 
 RESOLUTIONS = (64, 128, 224)

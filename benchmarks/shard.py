@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import PIL  # noqa: E402
 
-from depthkit.shard.run import ShardConfig, write_shards  # noqa: E402
-from depthkit.source.layout import open_source  # noqa: E402
+from depthkit.shard import ShardConfig, write_shards  # noqa: E402
+from depthkit.source.open import open_source  # noqa: E402
 from depthkit.synth.dataset import SynthConfig, synthesize  # noqa: E402
 
 SOURCES = {"folder": ("folder", None), "zip": ("zip", "zip"), "7z": (".7z set", "7z")}

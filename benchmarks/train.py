@@ -26,9 +26,11 @@ from pathlib import Path
 import torch
 
 from depthkit.core.dist import DistInfo
-from depthkit.model.networks import count_parameters, create_model, forward_flops
-from depthkit.train.loop import Runtime, TrainConfig, TrainState, pick_amp_dtype, train_one_epoch
+from depthkit.model import count_parameters, create_model, forward_flops
+from depthkit.train.config import TrainConfig
+from depthkit.train.loop import TrainState, train_one_epoch
 from depthkit.train.losses import build_criterion
+from depthkit.train.runtime import Runtime, pick_amp_dtype
 
 EPOCH = 400_000
 
@@ -107,8 +109,7 @@ def measure(args, name: str, res: int, rt: Runtime, shards: Path | None) -> dict
            "ceiling_sps": ceiling, "ceiling_tflops": 3 * fwd * ceiling / 1e12,
            "ceiling_epoch_min": EPOCH / ceiling / 60}
     if shards is not None and res in shard_resolutions(shards):
-        from depthkit.loader.augment import AugmentConfig
-        from depthkit.loader.pipeline import LoaderConfig, build_loader
+        from depthkit.loader import AugmentConfig, LoaderConfig, build_loader
 
         loader = build_loader(LoaderConfig(
             shards=shards, split="train", res=res, batch_size=batch, augment=AugmentConfig(),
@@ -133,8 +134,8 @@ def shard_resolutions(shards: Path) -> list[int]:
 
 def make_shards(root: Path, res: list[int]) -> Path:
     """Synthesise and shard a small set (a few hundred samples) for the loader-fed runs."""
+    from depthkit.shard import ShardConfig, write_shards
     from depthkit.shard.plan import SplitConfig
-    from depthkit.shard.run import ShardConfig, write_shards
     from depthkit.synth.dataset import SynthConfig, synthesize
 
     if (root / "shards" / "manifest.json").is_file():

@@ -4,4 +4,6 @@ Data flow: layout (original folders/zip/7z) -> shards (WebDataset tars) -> pipel
 -> model -> train -> eval.
 """
 
-__version__ = "0.1.0"
+from depthkit.core.version import __version__
+
+__all__ = ["__version__"]

@@ -18,7 +18,8 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 class DemoConfig:
     """The demo recipe: data size, model and optimisation (tuned for 2 CPU cores)."""
 
-    out: Path = Path("demo-out")
+    out: Path = field(default=Path("demo-out"), metadata={
+        "help": "Folder for data, run and results.", "flags": ("--out", "-o")})
     # Many rooms, each seen with fewer objects: depth must be read from the room, and 18
     # training rooms were memorised (train depth loss 0.1 vs held-out 0.25); 45 are not.
     bgs: int = 50  # backgrounds; 10 % of them (5) are held out for validation
@@ -42,7 +44,7 @@ class DemoConfig:
     model_options: dict[str, Any] = field(
         default_factory=lambda: {"widths": (16, 32, 48, 64), "stem": 16, "reduce": 2,
                                  "refine": 1, "head_refine": 1})
-    epochs: int = 10
+    epochs: int = field(default=10, metadata={"help": "Training epochs at 64 px."})
     batch_size: int = 16
     optimizer: str = "adamw"
     lr: float = 4e-3
@@ -51,7 +53,7 @@ class DemoConfig:
     augment: bool = False
     max_steps: int | None = None  # cap on optimiser steps (tests)
     grid_samples: int = 8
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "Seed of data, weights and order."})
     workers: int = 2  # synth/shard processes
 
 
@@ -73,68 +75,115 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+class Laps:
+    """Wall-clock seconds of each named stage (rounded to 0.1 s), in the order they ran."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def lap(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        yield
+        self.timings[f"{name}_s"] = round(time.perf_counter() - t, 1)
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = log.info) -> DemoResult:
     """Run every stage (see the module docstring); `say` gets one line per finished stage."""
-    from depthkit.eval.evaluate import EvalConfig, evaluate, format_table, write_grid, write_json
-    from depthkit.shard.plan import SplitConfig
-    from depthkit.shard.run import ShardConfig, write_shards
-    from depthkit.synth.dataset import SynthConfig, synthesize
-    from depthkit.train.loop import Stage, TrainConfig, fit
-    from depthkit.train.losses import LossConfig
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    start, cpu0 = time.perf_counter(), cpu_seconds()
+    school, shards, run = out / "school", out / "shards", out / "run"
+    laps, start, cpu0 = Laps(), time.perf_counter(), cpu_seconds()
+    with laps.lap("synth"):
+        samples, skipped = make_dataset(cfg, school)
+    say(f"synth: {samples} samples ({skipped} already there) in "
+        f"{laps.timings['synth_s']} s -> {school}")
+    with laps.lap("shard"):
+        counts = make_shards(cfg, school, shards)
+    say(f"shard: {counts} (val = whole held-out backgrounds) in {laps.timings['shard_s']} s "
+        f"-> {shards}")
+    with laps.lap("train"):
+        trained = train_model(cfg, shards, run)
+    say(f"train: {trained['steps']} steps, {trained['params']:,} parameters, in "
+        f"{laps.timings['train_s']} s -> {run}")
+    checkpoint = run / "last.pt"
+    with laps.lap("eval"):
+        result = evaluate_model(cfg, checkpoint, shards)
+    timings = laps.timings
+    timings["total_s"] = round(time.perf_counter() - start, 1)
+    timings["cpu_s"] = round(cpu_seconds() - cpu0, 1)
+    timings["load_avg_1min"] = round(os.getloadavg()[0], 2)
+    return write_results(cfg, result, checkpoint, timings, say)
 
-    def lap(name: str, since: float) -> None:
-        timings[f"{name}_s"] = round(time.perf_counter() - since, 1)
 
-    t = time.perf_counter()
+def make_dataset(cfg: DemoConfig, school: Path) -> tuple[int, int]:
+    """Synthesise the dataset (original layout); returns (samples, already there)."""
+    from depthkit.synth import SynthConfig, synthesize
+
     synth_cfg = SynthConfig(bgs=cfg.bgs, fgs=cfg.fgs, positions=cfg.positions, res=cfg.res,
                             seed=cfg.seed)
-    made = synthesize(out / "school", synth_cfg, workers=cfg.workers)
-    lap("synth", t)
-    say(f"synth: {synth_cfg.samples} samples ({made.skipped} already there) in "
-        f"{timings['synth_s']} s -> {out / 'school'}")
+    made = synthesize(school, synth_cfg, workers=cfg.workers)
+    return synth_cfg.samples, made.skipped
 
-    t = time.perf_counter()
-    shards = out / "shards"
-    summary = write_shards([out / "school"], ShardConfig(
+
+def make_shards(cfg: DemoConfig, school: Path, shards: Path) -> Any:
+    """Shard it at cfg.res, holding out whole backgrounds for validation; returns the counts."""
+    from depthkit.shard import ShardConfig, SplitConfig, write_shards
+
+    summary = write_shards([school], ShardConfig(
         out=shards, resolutions=(cfg.res,), shard_size=1000, workers=cfg.workers,
         split=SplitConfig(method="by-bg", val_fraction=cfg.val_fraction, seed=cfg.seed)))
-    lap("shard", t)
-    say(f"shard: {summary.counts} (val = whole held-out backgrounds) in {timings['shard_s']} s "
-        f"-> {shards}")
+    return summary.counts
 
-    t = time.perf_counter()
-    run = out / "run"
-    train_cfg = TrainConfig(
+
+def train_model(cfg: DemoConfig, shards: Path, run: Path) -> dict[str, Any]:
+    """Train the demo recipe on the CPU into `run`; returns fit's summary."""
+    from depthkit.train import LossConfig, Stage, TrainConfig, fit
+
+    return fit(TrainConfig(
         shards=shards, out=run, stages=(Stage(cfg.res, cfg.epochs),), model=cfg.model,
         model_options=dict(cfg.model_options), batch_size=cfg.batch_size,
         optimizer=cfg.optimizer, lr=cfg.lr, loss=LossConfig(mask=cfg.mask_loss),
         channels_last=cfg.channels_last, augment=cfg.augment, seed=cfg.seed, device="cpu",
         max_steps=cfg.max_steps, save_every=0, image_every=0,
-    )
-    trained = fit(train_cfg)
-    lap("train", t)
-    say(f"train: {trained['steps']} steps, {trained['params']:,} parameters, in "
-        f"{timings['train_s']} s -> {run}")
+    ))
 
-    t = time.perf_counter()
-    checkpoint = run / "last.pt"
-    result = evaluate(EvalConfig(checkpoint=checkpoint, shards=shards, split="val",
-                                 batch_size=64, device="cpu", grid_samples=cfg.grid_samples))
-    lap("eval", t)
-    timings["total_s"] = round(time.perf_counter() - start, 1)
-    timings["cpu_s"] = round(cpu_seconds() - cpu0, 1)
-    timings["load_avg_1min"] = round(os.getloadavg()[0], 2)
+
+def evaluate_model(cfg: DemoConfig, checkpoint: Path, shards: Path) -> Any:
+    """Eval the checkpoint on the held-out split (an EvalResult)."""
+    from depthkit.eval.evaluate import EvalConfig, evaluate
+
+    return evaluate(EvalConfig(checkpoint=checkpoint, shards=shards, split="val",
+                               batch_size=64, device="cpu", grid_samples=cfg.grid_samples))
+
+
+def write_results(cfg: DemoConfig, result: Any, checkpoint: Path, timings: dict[str, float],
+                  say: Callable[[str], None]) -> DemoResult:
+    """metrics.json (with the demo's config and timings) and grid.png; says the metrics table."""
+    from depthkit.eval.evaluate import format_table, write_grid, write_json
+
+    out = Path(cfg.out)
     result.info["demo"] = {"config": _plain(asdict(cfg)), "timings": timings}
     metrics_path, grid_path = out / "metrics.json", out / "grid.png"
     write_json(result, metrics_path)
     write_grid(result, grid_path)
     say(format_table(result))
     return DemoResult(metrics_path, grid_path, checkpoint, result.as_json(), timings)
+
+
+def format_demo_summary(result: DemoResult) -> str:
+    """The closing lines of `depthkit demo`: timings, headline metrics, where the outputs are."""
+    t, m = result.timings, result.metrics
+    return "\n".join([
+        f"done in {t['total_s']:.0f} s (synth {t['synth_s']:.0f}, shard {t['shard_s']:.0f}"
+        f", train {t['train_s']:.0f}, eval {t['eval_s']:.0f}; CPU {t['cpu_s']:.0f} s, "
+        f"load average {t['load_avg_1min']})",
+        f"held-out mask IoU {m['mask_iou']:.3f}, depth RMSE {m['depth_rmse']:.3f}",
+        f"metrics: {result.metrics_path}",
+        f"grid:    {result.grid_path}",
+        f"model:   {result.checkpoint}  (try: depthkit predict -c {result.checkpoint} "
+        f"--bg BG --fgbg FGBG -o OUT)",
+    ])
 
 
 def _plain(value: Any) -> Any:

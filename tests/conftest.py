@@ -42,7 +42,7 @@ def shard_root(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     """Tiny shards of `synth_root` (`depthkit shard`, defaults but shard size 8) at 32 and
     64 px: 22 train samples in 3 shards + 2 val in 1, both backgrounds, manifest + indexes.
     Read-only: copy it before changing anything."""
-    from depthkit.shard.run import ShardConfig, write_shards
+    from depthkit.shard import ShardConfig, write_shards
 
     out = tmp_path_factory.mktemp("shards") / "shards"
     write_shards([synth_root], ShardConfig(out=out, resolutions=SHARD_RESOLUTIONS,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The CPU quality run of the README ("Quality recipe up to 224 px"): synth -> shard ->
-# progressive training 64 -> 128 -> 224 px -> eval at each resolution. About 40 minutes on
-# 2 cores. Usage: bash tools/quality_cpu.sh OUT  (run inside the project's .venv or after
-# `make demo` created it). Real-photo check afterwards: see README, tools/realcheck.py.
+# The CPU quality run up to 224 px (docs/quality.md, "Quality recipe up to 224 px"): synth ->
+# shard -> progressive training 64 -> 128 -> 224 px -> eval at each resolution. About 35-40
+# minutes on 2 cores. Usage: bash tools/quality_cpu.sh OUT  (run inside the project's .venv or
+# after `make demo` created it). Real-photo check afterwards: tools/realcheck.py, see
+# docs/quality.md.
 set -euo pipefail
 OUT=${1:?usage: bash tools/quality_cpu.sh OUT}
 BIN=${BIN:-.venv/bin}

@@ -16,7 +16,7 @@ scikit-image (`skimage/data`: astronaut, cat, coffee, rocket, motorcycles, ...),
 machine can get offline-friendly with `pip download scikit-image --no-deps` + unzip, or
 `pip install scikit-image`. Nothing is downloaded at run time.
 
-    python tools/realcheck.py --checkpoint demo-out/best.pt --images /path/to/skimage/data
+    python tools/realcheck.py --checkpoint demo-out/run/last.pt --images /path/to/skimage/data
 
 Prints mask IoU (dataset-level and per image), Dice and accuracy, overall and per cut-out kind,
 and writes a picture grid (`--grid`).
@@ -38,7 +38,8 @@ from depthkit.core.errors import DepthkitError
 from depthkit.core.images import colorize_depth, jpeg_roundtrip, make_grid, save_image_atomic
 from depthkit.core.report import emit_report
 from depthkit.eval.metrics import MetricAccumulator
-from depthkit.eval.predict import IMAGE_EXTS, check_res, predict_arrays
+from depthkit.eval.predict import PREDICT_IMAGE_EXTS as IMAGE_EXTS
+from depthkit.eval.predict import check_res, predict_arrays
 
 # Gray/scientific pictures that do not look like scenes (documents, charts, microscopy masks).
 SKIP = {"chessboard_GRAY", "chessboard_RGB", "page", "text", "phantom", "microaneurysms",

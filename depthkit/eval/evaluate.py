@@ -24,15 +24,13 @@ import torch.nn.functional as F
 from depthkit.core.atomic import write_atomic
 from depthkit.core.dist import pick_device
 from depthkit.core.errors import DepthkitError
-from depthkit.core.images import colorize_depth, make_grid, save_image_atomic, to_uint8
+from depthkit.core.images import make_grid, save_image_atomic
 from depthkit.core.normalization import denormalize_images
 from depthkit.eval.metrics import MetricAccumulator
+from depthkit.eval.pictures import GRID_TITLES, grid_row
 from depthkit.eval.predict import check_res
 
 log = logging.getLogger(__name__)
-
-GRID_TITLES = ("bg", "fgbg", "true mask", "pred mask", "true depth", "pred depth", "mask error")
-
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -98,29 +96,6 @@ def resize(x: torch.Tensor, res: int) -> torch.Tensor:
     return F.interpolate(x, size=(res, res), mode="bilinear", align_corners=False)
 
 
-def error_overlay(fgbg: np.ndarray, pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """fgbg dimmed to gray, false positives red, false negatives cyan (uint8 RGB)."""
-    gray = (fgbg.astype(np.float32).mean(axis=2, keepdims=True) * 0.4).astype(np.uint8)
-    out = np.repeat(gray, 3, axis=2)
-    out[pred & ~true] = (255, 40, 40)
-    out[~pred & true] = (0, 220, 255)
-    return out
-
-
-def grid_row(bg: torch.Tensor, fgbg: torch.Tensor, mask: torch.Tensor, mask_prob: torch.Tensor,
-             depth: torch.Tensor, depth_pred: torch.Tensor) -> list[np.ndarray]:
-    """The seven pictures of one sample (inputs in [0, 1], (C, H, W) each)."""
-    def hwc(t: torch.Tensor) -> np.ndarray:
-        return t.detach().float().cpu().permute(1, 2, 0).numpy()
-
-    fg = to_uint8(hwc(fgbg))
-    return [
-        to_uint8(hwc(bg)), fg, to_uint8(hwc(mask))[..., 0], to_uint8(hwc(mask_prob))[..., 0],
-        colorize_depth(hwc(depth)[..., 0]), colorize_depth(hwc(depth_pred)[..., 0]),
-        error_overlay(fg, hwc(mask_prob)[..., 0] >= 0.5, hwc(mask)[..., 0] >= 0.5),
-    ]
-
-
 @dataclass
 class EvalRun:
     """A checked, ready evaluation: model loaded, loader built (errors surface here)."""
@@ -145,7 +120,7 @@ class EvalRun:
 
 def prepare(cfg: EvalConfig) -> EvalRun:
     """Check the options, load the model and build the loader (one-line errors, no work)."""
-    from depthkit.loader.pipeline import LoaderConfig, build_loader
+    from depthkit.loader import LoaderConfig, build_loader
     from depthkit.model.checkpoint import load_model
     from depthkit.shard.manifest import load_manifest, resolutions
 
@@ -166,62 +141,89 @@ def prepare(cfg: EvalConfig) -> EvalRun:
     return EvalRun(cfg, model, meta, loader, manifest, device, res, shard_res)
 
 
-@torch.no_grad()
-def run_eval(run: EvalRun, progress: Callable[..., None] | None = None) -> EvalResult:
-    """Run the model over the split and return metrics, run info and grid rows."""
-    from depthkit.model.networks import to_outputs
+def _on_device(run: EvalRun, batch: dict[str, torch.Tensor], keep: int | None
+               ) -> dict[str, torch.Tensor]:
+    """The batch's bg, fgbg, mask and depth as float on the run's device, first `keep` only."""
+    device = run.device
+    out = {"bg": batch["bg"].to(device, non_blocking=True).float(),
+           "fgbg": batch["fgbg"].to(device, non_blocking=True).float(),
+           "mask": batch["mask"].to(device).float(),
+           "depth": batch["depth"].to(device).float()}
+    if keep is not None:
+        out = {k: v[:keep] for k, v in out.items()}
+    return out
+
+
+def _predict(run: EvalRun, bg: torch.Tensor, fgbg: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask probability, depth) at the shard resolution; the model runs at its own."""
+    from depthkit.model import to_outputs
+
+    loader_norm, model_norm = run.loader.norm, run.meta["norm"]
+    out = to_outputs(run.model(
+        resize(renormalize(bg, loader_norm["bg"], model_norm["bg"]), run.res),
+        resize(renormalize(fgbg, loader_norm["fgbg"], model_norm["fgbg"]), run.res),
+    ))
+    return (resize(out["mask"], run.shard_res).clamp(0, 1),
+            resize(out["depth"], run.shard_res).clamp(0, 1))
+
+
+def _grid_rows(run: EvalRun, b: dict[str, torch.Tensor], mask_prob: torch.Tensor,
+               depth_pred: torch.Tensor, wanted: int) -> list[list[np.ndarray]]:
+    """Grid rows of the batch's first `wanted` samples (inputs shown denormalised)."""
+    norm = run.loader.norm
+    return [grid_row(denormalize(b["bg"][i:i + 1], norm["bg"])[0],
+                     denormalize(b["fgbg"][i:i + 1], norm["fgbg"])[0],
+                     b["mask"][i], mask_prob[i], b["depth"][i], depth_pred[i])
+            for i in range(min(wanted, b["bg"].shape[0]))]
+
+
+def _run_info(run: EvalRun, samples: int, seconds: float) -> dict[str, Any]:
+    """What was evaluated, with what, and how fast (the JSON's non-metric keys)."""
     from depthkit.shard.manifest import split_count
 
-    cfg, model, loader, device = run.cfg, run.model, run.loader, run.device
-    res, shard_res, model_norm = run.res, run.shard_res, run.meta["norm"]
-    acc = MetricAccumulator()
-    rows: list[list[np.ndarray]] = []
-    seen = 0
-    start = time.perf_counter()
-    for batch in loader:
-        if cfg.limit is not None and seen >= cfg.limit:
-            break
-        bg = batch["bg"].to(device, non_blocking=True).float()
-        fgbg = batch["fgbg"].to(device, non_blocking=True).float()
-        mask = batch["mask"].to(device).float()
-        depth = batch["depth"].to(device).float()
-        if cfg.limit is not None:
-            keep = cfg.limit - seen
-            bg, fgbg, mask, depth = bg[:keep], fgbg[:keep], mask[:keep], depth[:keep]
-        out = to_outputs(model(
-            resize(renormalize(bg, loader.norm["bg"], model_norm["bg"]), res),
-            resize(renormalize(fgbg, loader.norm["fgbg"], model_norm["fgbg"]), res),
-        ))
-        mask_prob = resize(out["mask"], shard_res).clamp(0, 1)
-        depth_pred = resize(out["depth"], shard_res).clamp(0, 1)
-        acc.update(mask_prob, mask, depth_pred, depth)
-        for i in range(min(cfg.grid_samples - len(rows), bg.shape[0])):
-            rows.append(grid_row(denormalize(bg[i:i + 1], loader.norm["bg"])[0],
-                                 denormalize(fgbg[i:i + 1], loader.norm["fgbg"])[0],
-                                 mask[i], mask_prob[i], depth[i], depth_pred[i]))
-        seen += bg.shape[0]
-        if progress is not None:
-            progress(bg.shape[0])
-    acc.reduce()
-    seconds = time.perf_counter() - start
-    metrics = acc.compute()
-    if metrics["samples"] == 0:
-        raise DepthkitError(f"no '{cfg.split}' samples in {cfg.shards} at {shard_res} px")
-    info = {
+    cfg = run.cfg
+    return {
         "checkpoint": str(cfg.checkpoint),
         "shards": str(cfg.shards),
         "split": cfg.split,
         "split_samples": split_count(run.manifest, cfg.split),
         "model": run.meta.get("model_name"),
-        "model_res": res,
-        "shard_res": shard_res,
+        "model_res": run.res,
+        "shard_res": run.shard_res,
         "epoch": run.meta.get("epoch"),
         "step": run.meta.get("step"),
-        "device": str(device),
+        "device": str(run.device),
         "seconds": round(seconds, 3),
-        "samples_per_s": round(metrics["samples"] / seconds, 1) if seconds > 0 else None,
+        "samples_per_s": round(samples / seconds, 1) if seconds > 0 else None,
     }
-    return EvalResult(metrics=metrics, info=info, grid_rows=rows)
+
+
+@torch.no_grad()
+def run_eval(run: EvalRun, progress: Callable[..., None] | None = None) -> EvalResult:
+    """Run the model over the split and return metrics, run info and grid rows."""
+    cfg = run.cfg
+    acc = MetricAccumulator()
+    rows: list[list[np.ndarray]] = []
+    seen = 0
+    start = time.perf_counter()
+    for batch in run.loader:
+        if cfg.limit is not None and seen >= cfg.limit:
+            break
+        b = _on_device(run, batch, None if cfg.limit is None else cfg.limit - seen)
+        mask_prob, depth_pred = _predict(run, b["bg"], b["fgbg"])
+        acc.update(mask_prob, b["mask"], depth_pred, b["depth"])
+        rows += _grid_rows(run, b, mask_prob, depth_pred, cfg.grid_samples - len(rows))
+        seen += b["bg"].shape[0]
+        if progress is not None:
+            progress(b["bg"].shape[0])
+    acc.reduce()
+    seconds = time.perf_counter() - start
+    metrics = acc.compute()
+    if metrics["samples"] == 0:
+        raise DepthkitError(f"no '{cfg.split}' samples in {cfg.shards} at {run.shard_res} px")
+    return EvalResult(metrics=metrics, info=_run_info(run, metrics["samples"], seconds),
+                      grid_rows=rows)
 
 
 def evaluate(cfg: EvalConfig, progress: Callable[..., None] | None = None) -> EvalResult:

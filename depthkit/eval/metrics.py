@@ -124,17 +124,30 @@ class MetricAccumulator:
                 raise ValueError(f"{name} has shape {tuple(t.shape)}, mask_prob {tuple(shape)}")
         if mask_prob.dim() != 4:
             raise ValueError(f"metrics need (B, 1, H, W) tensors, got {tuple(shape)}")
+        samples = torch.tensor([float(shape[0])], dtype=torch.float64, device=depth_pred.device)
+        values = torch.cat([self._mask_sums(mask_prob, mask_true),
+                            self._depth_sums(depth_pred, depth_true), samples])
+        self._sums = values if self._sums is None else self._sums + values.to(self._sums.device)
 
+    def _mask_sums(self, mask_prob: torch.Tensor, mask_true: torch.Tensor) -> torch.Tensor:
+        """The batch's tp, fp, fn, tn and summed per-image IoU (float64, _SUMS order)."""
         dims = (1, 2, 3)
         pred = mask_prob.float() >= self.threshold
-        true = mask_true.float() >= 0.5
+        true = mask_true.float() >= MASK_THRESHOLD
         tp_img = (pred & true).sum(dims).double()
         fp_img = (pred & ~true).sum(dims).double()
         fn_img = (~pred & true).sum(dims).double()
         union = tp_img + fp_img + fn_img
         iou_img = torch.where(union > 0, tp_img / union.clamp(min=1), torch.ones_like(union))
         n_pix = float(pred[0].numel()) * pred.shape[0]
+        return torch.stack([
+            tp_img.sum(), fp_img.sum(), fn_img.sum(),
+            torch.tensor(n_pix, dtype=torch.float64, device=tp_img.device) - union.sum(),
+            iou_img.sum(),
+        ])
 
+    def _depth_sums(self, depth_pred: torch.Tensor, depth_true: torch.Tensor) -> torch.Tensor:
+        """The batch's depth error sums, sq_err .. ssim (float64, _SUMS order)."""
         p = depth_pred.float()
         g = depth_true.float()
         err = p - g
@@ -147,18 +160,13 @@ class MetricAccumulator:
         def vsum(t: torch.Tensor) -> torch.Tensor:
             return (t.double() * vf).sum()
 
-        values = torch.stack([
-            tp_img.sum(), fp_img.sum(), fn_img.sum(),
-            torch.tensor(n_pix, dtype=torch.float64, device=tp_img.device) - union.sum(),
-            iou_img.sum(),
+        return torch.stack([
             (err.double() ** 2).sum(), err.double().abs().sum(),
             torch.tensor(float(p.numel()), dtype=torch.float64, device=p.device),
             vsum(err.abs() / gv), vsum((torch.log10(pv) - torch.log10(gv)).abs()),
             vsum(ratio < 1.25), vsum(ratio < 1.25**2), vsum(ratio < 1.25**3), vf.sum(),
             ssim_per_image(p, g).double().sum(),
-            torch.tensor(float(shape[0]), dtype=torch.float64, device=p.device),
         ])
-        self._sums = values if self._sums is None else self._sums + values.to(self._sums.device)
 
     def reduce(self) -> None:
         """Sum the running totals over all ranks (once); a no-op without torch.distributed."""

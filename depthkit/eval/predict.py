@@ -30,11 +30,13 @@ from depthkit.core.dist import pick_device
 from depthkit.core.errors import DepthkitError
 from depthkit.core.images import colorize_depth, save_image_atomic, to_uint8
 from depthkit.core.normalization import normalize_images
+from depthkit.eval.pictures import side_by_side
 from depthkit.shard.schema import MASK_THRESHOLD
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# predict reads any photo Pillow decodes, more types than the dataset layout accepts.
+PREDICT_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ASPECT_TOLERANCE = 0.05  # bg and fgbg must show the same scene: aspect ratios within 5 %
 SIZE_MULTIPLE = 16  # model input sides must be divisible by this
 
@@ -94,7 +96,7 @@ def list_pairs(bg: Path, fgbg: Path) -> list[tuple[Path, Path]]:
         return [(bg, fgbg)]
     fg_files = images_in(fgbg)
     if not fg_files:
-        raise DepthkitError(f"--fgbg {fgbg}: no images ({', '.join(IMAGE_EXTS)})")
+        raise DepthkitError(f"--fgbg {fgbg}: no images ({', '.join(PREDICT_IMAGE_EXTS)})")
     if bg.is_file():
         return [(bg, f) for f in fg_files]
     bg_by_stem = {}
@@ -111,7 +113,8 @@ def list_pairs(bg: Path, fgbg: Path) -> list[tuple[Path, Path]]:
 
 def images_in(folder: Path) -> list[Path]:
     """Image files directly inside a folder, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in PREDICT_IMAGE_EXTS)
 
 
 def check_same_scene(bg_path: Path, bg: np.ndarray, fgbg_path: Path, fgbg: np.ndarray) -> None:
@@ -139,7 +142,7 @@ def predict_arrays(
     res: int, device: torch.device,
 ) -> Prediction:
     """Run the model on one (bg, fgbg) pair of uint8 RGB arrays; outputs at fgbg's size."""
-    from depthkit.model.networks import to_outputs
+    from depthkit.model import to_outputs
 
     norm = meta["norm"]
     out = to_outputs(model(to_input(bg, res, norm["bg"], device),
@@ -148,18 +151,6 @@ def predict_arrays(
     mask = F.interpolate(out["mask"], size=size, mode="bilinear", align_corners=False)
     depth = F.interpolate(out["depth"], size=size, mode="bilinear", align_corners=False)
     return Prediction(mask[0, 0].clamp(0, 1).cpu().numpy(), depth[0, 0].clamp(0, 1).cpu().numpy())
-
-
-def side_by_side(bg: np.ndarray, fgbg: np.ndarray, pred: Prediction) -> Image.Image:
-    """bg | fgbg | mask | colour depth at the fgbg's size (bg resized to it)."""
-    h, w = fgbg.shape[:2]
-    bg_fit = np.asarray(Image.fromarray(bg).resize((w, h), Image.BILINEAR))
-    mask = np.repeat((pred.mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
-    tiles = [bg_fit, fgbg, mask, colorize_depth(pred.depth)]
-    canvas = Image.new("RGB", (4 * w + 3 * 4, h), (255, 255, 255))
-    for i, tile in enumerate(tiles):
-        canvas.paste(Image.fromarray(tile), (i * (w + 4), 0))
-    return canvas
 
 
 def write_outputs(out: Path, name: str, bg: np.ndarray, fgbg: np.ndarray, pred: Prediction
@@ -174,7 +165,7 @@ def write_outputs(out: Path, name: str, bg: np.ndarray, fgbg: np.ndarray, pred: 
     save_image_atomic(Image.fromarray(pred.mask.astype(np.uint8) * 255), paths["mask"])
     save_image_atomic(Image.fromarray(to_uint8(pred.depth)), paths["depth"])
     save_image_atomic(Image.fromarray(colorize_depth(pred.depth)), paths["depth_color"])
-    save_image_atomic(side_by_side(bg, fgbg, pred), paths["side"])
+    save_image_atomic(side_by_side(bg, fgbg, pred.mask, pred.depth), paths["side"])
     return list(paths.values())
 
 

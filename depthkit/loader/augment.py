@@ -5,13 +5,14 @@ The original project's list (albumentations), done so that inputs and targets st
 - resize to the training resolution (folded into the warp; shards are stored at that size);
 - one of brightness/contrast or hue/saturation/value, and to-gray: inputs (bg, fgbg) only,
   the same draw for both (one scene seen by one camera), never mask or depth. DALI draws the
-  parameters; `depthkit.loader.photometric` applies them as one 3x3 colour matrix per sample in torch
-  (DALI's CPU `hsv`/`color_twist` cost ~1 ms per 224 px image here, a batched matmul ~0.1 ms);
+  parameters; `depthkit.loader.photometric` applies them in torch as one 3x3 colour matrix per
+  sample (~0.1 ms per 224 px image batched; DALI's CPU `hsv`/`color_twist` cost ~1 ms);
 - horizontal flip, rotate-by-90 and shift-scale-rotate: composed into ONE affine matrix per
   sample (`fn.transforms.*`), applied by one `warp_affine` per image with that same matrix;
   the mask is warped with nearest-neighbour interpolation, so it stays binary;
 - grid distortion: no DALI op exists on both backends, so DALI only draws its parameters and
-  `depthkit.loader.gridwarp` applies it in torch after the pipeline, to all four images at once.
+  `depthkit.loader.gridwarp` applies it to all four images at once (inside the pipeline on the
+  CPU backend, batched in torch after it on the GPU).
 
 Functions named `dali_*` build DALI graph nodes and must be called inside a pipeline definition.
 A sample that draws no geometry is not warped at all, and one that draws only flip/rotate-90 is
@@ -51,7 +52,7 @@ class AugmentConfig:
     shift: float = 0.0625  # shift drawn from [-s, s] x side, per axis
     scale: float = 0.1  # zoom drawn from [1 - s, 1 + s]
     rotate: float = 45.0  # angle drawn from [-r, r] degrees
-    p_grid: float = 0.5  # grid distortion (applied after the pipeline, see depthkit.loader.gridwarp)
+    p_grid: float = 0.5  # grid distortion (applied by depthkit.loader.gridwarp)
     grid_steps: int = 5  # cells per axis
     grid_distort: float = 0.3  # each cell's size scaled by [1 - d, 1 + d]
 
@@ -152,7 +153,8 @@ def dali_color(cfg: AugmentConfig) -> Any:
     """Draw one colour change per sample: float (4,) [brightness, contrast, hue, saturation].
 
     One of brightness/contrast or HSV fires with p_color; to-gray (saturation 0) with p_gray.
-    [1, 1, 0, 1] means no change; `depthkit.loader.photometric.apply_color` applies it to bg and fgbg.
+    [1, 1, 0, 1] means no change; `depthkit.loader.photometric.apply_color` applies it to bg
+    and fgbg.
     """
     color = _coin(cfg.p_color)
     which = _uniform(0.0, 1.0)
@@ -171,7 +173,8 @@ def dali_color(cfg: AugmentConfig) -> Any:
 def dali_grid(cfg: AugmentConfig) -> tuple[Any, Any]:
     """Per-sample grid-distortion draw: (float (2, steps) cell factors, drawn flag).
 
-    Row 0 distorts x, row 1 distorts y (all zero when not drawn); `depthkit.loader.gridwarp` applies them.
+    Row 0 distorts x, row 1 distorts y (all zero when not drawn); `depthkit.loader.gridwarp`
+    applies them.
     """
     drawn = _coin(cfg.p_grid)
     draw = _uniform(-cfg.grid_distort, cfg.grid_distort, (2, cfg.grid_steps))

@@ -24,7 +24,7 @@ from torch import nn
 
 from depthkit.core.atomic import atomic_file
 from depthkit.core.errors import DepthkitError
-from depthkit.model.networks import create_model
+from depthkit.model.registry import create_model
 
 FORMAT = "depthkit-checkpoint"
 VERSION = 1

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from depthkit.shard.schema import JPEG_QUALITY
+from depthkit.source.checks import size_problem
 
 # Refuse images above this many pixels before decoding (the original data is 224 x 224).
 DEFAULT_MAX_PIXELS = 4096 * 4096
-# A depth map may differ from its fgbg by this much per side (the original's 223-vs-224 quirk).
-DEPTH_SIZE_SLACK = 0.02
 
 FORMATS = ("JPEG", "PNG")
 
@@ -128,13 +127,9 @@ def convert_sample(key: str, fgbg: bytes, mask: bytes, depth: bytes,
         fsize, f_out = _convert(fgbg, "fgbg", "RGB", resolutions, max_pixels)
         msize, m_out = _convert(mask, "mask", "L", resolutions, max_pixels)
         dsize, d_out = _convert(depth, "depth", "L", resolutions, max_pixels)
-        if msize != fsize:
-            raise Rejected("size", f"mask size {msize[0]}x{msize[1]} differs from fgbg "
-                           f"{fsize[0]}x{fsize[1]}")
-        slack = max(2, round(DEPTH_SIZE_SLACK * max(fsize)))
-        if abs(dsize[0] - fsize[0]) > slack or abs(dsize[1] - fsize[1]) > slack:
-            raise Rejected("size", f"depth size {dsize[0]}x{dsize[1]} differs from fgbg "
-                           f"{fsize[0]}x{fsize[1]}")
+        bad_size = size_problem(fsize, msize, dsize)
+        if bad_size:
+            raise Rejected("size", bad_size)
     except Rejected as err:
         return SampleResult(key, None, str(err), err.kind)
     outputs = {r: (f_out[r], m_out[r], d_out[r]) for r in resolutions}

@@ -1,4 +1,4 @@
-"""A shard's samples as tar members: the five members each sample gets (`sample_members`) and
+"""A shard's samples as tar members: the members each sample gets (`sample_members`) and
 the worker task of random-access sources (`convert_refs`): read a batch of samples by their
 refs, decode-check and convert them, and lay them out as one tar fragment per resolution, so
 only those fragments travel back to the process that writes the shard.
@@ -7,29 +7,37 @@ only those fragments travel back to the process that writes the shard.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from depthkit.shard import schema
 from depthkit.shard.convert import convert_sample
 from depthkit.shard.tario import Fragment, tar_fragment
-from depthkit.source.layout import MemberReader, Problem, SampleRef, read_ref
+from depthkit.source.readers import MemberReader, read_ref
+from depthkit.source.sample import Problem, Sample, SampleRef
 
 
-def sample_meta(sample: Any) -> bytes:
+def sample_meta(sample: Sample) -> bytes:
     """The `<key>.meta.json` component: where the sample came from."""
     return json.dumps({"bg": sample.bg, "group": sample.group, "nnn": sample.nnn,
                        "fg": sample.fg, "flip": bool(sample.flip), "src": sample.path},
                       sort_keys=True).encode()
 
 
-def sample_members(key: str, bg: int, meta: bytes, fgbg: bytes, mask: bytes,
-                   depth: bytes) -> list[tuple[str, bytes]]:
-    """One sample's tar members (name, bytes) in shard order."""
-    return [(f"{key}.{schema.EXT_FGBG}", fgbg), (f"{key}.{schema.EXT_MASK}", mask),
-            (f"{key}.{schema.EXT_DEPTH}", depth), (f"{key}.{schema.EXT_BGID}",
-                                                   schema.encode_bgid(bg)),
-            (f"{key}.{schema.EXT_META}", meta)]
+def sample_members(key: str, bg: int, meta: bytes, images: Sequence[bytes]
+                   ) -> list[tuple[str, bytes]]:
+    """One sample's tar members (name, bytes) in shard order (`schema.FIELDS`); `images` are
+    its encoded images in `schema.IMAGE_FIELDS` order."""
+    data = {f.name: b for f, b in zip(schema.IMAGE_FIELDS, images, strict=True)}
+    data.update(bgid=schema.encode_bgid(bg), meta=meta)
+    return [(f"{key}.{f.ext}", data[f.name]) for f in schema.FIELDS]
+
+
+def converted_images(sample: Sample, outputs: Sequence[bytes | None]) -> list[bytes]:
+    """A sample's images at one resolution (`schema.IMAGE_FIELDS` order): each converted
+    output, or the source bytes where conversion passed them through unchanged (None)."""
+    return [getattr(sample, f.name) if b is None else b
+            for f, b in zip(schema.IMAGE_FIELDS, outputs, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -60,9 +68,7 @@ def convert_refs(refs: list[SampleRef], reader: MemberReader, resolutions: tuple
             continue
         meta = sample_meta(s)
         for res in resolutions:
-            f, m, d = r.outputs[res]
-            items[res] += sample_members(s.key, s.bg, meta, s.fgbg if f is None else f,
-                                         s.mask if m is None else m,
-                                         s.depth if d is None else d)
+            items[res] += sample_members(s.key, s.bg, meta,
+                                         converted_images(s, r.outputs[res]))
         n += 1
     return Part({res: tar_fragment(items[res]) for res in resolutions}, n, rejects)

@@ -34,6 +34,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from depthkit.source.naming import sample_key as sample_key  # re-exported
+
 FORMAT_NAME = "depthkit-shards"
 FORMAT_VERSION = 1
 
@@ -88,11 +90,6 @@ SPLITS = ("train", "val")
 MASK_THRESHOLD = 0.5
 MASK_THRESHOLD_U8 = 128
 JPEG_QUALITY = 95  # quality used whenever depthkit has to (re-)encode a JPEG
-
-
-def sample_key(bg: int, group: int, nnn: int) -> str:
-    """Key of a sample: unique per (bg, group, nnn) of the original layout, no dots."""
-    return f"b{bg:06d}_g{group:03d}_n{nnn:03d}"
 
 
 def bg_key(bg: int) -> str:

@@ -34,21 +34,21 @@ def channel_stats(bg_tar: Path, train_tars: list[Path], max_samples: int,
     """Per-channel mean/std on [0, 1] of all backgrounds and the first `max_samples` training
     samples in shard order (a random subset, as shards are shuffled); exact integer counts,
     so reruns give identical figures. Returns (stats, samples used)."""
-    items = [("bg", data, "RGB") for name, data in iter_tar(bg_tar)
-             if name.endswith("." + schema.EXT_BG)]
+    bg = schema.BACKGROUND
+    items = [(bg.name, data, str(bg.mode)) for name, data in iter_tar(bg_tar)
+             if name.endswith("." + bg.ext)]
     keys: set[str] = set()
-    modes = {schema.EXT_FGBG: ("fgbg", "RGB"), schema.EXT_MASK: ("mask", "L"),
-             schema.EXT_DEPTH: ("depth", "L")}
+    images = {f.ext: f for f in schema.IMAGE_FIELDS}
     for tar in train_tars:
         for name, data in iter_tar(tar):
             key, _, ext = name.partition(".")
-            if ext not in modes:
+            if ext not in images:
                 continue
             if key not in keys:
                 if len(keys) >= max_samples:
                     break
                 keys.add(key)
-            items.append((*modes[ext][:1], data, modes[ext][1]))
+            items.append((images[ext].name, data, str(images[ext].mode)))
         if len(keys) >= max_samples:
             break
     chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
@@ -58,7 +58,7 @@ def channel_stats(bg_tar: Path, train_tars: list[Path], max_samples: int,
         for name, hist in part.items():
             acc[name] = acc[name] + hist if name in acc else hist
     stats = {}
-    for name in ("bg", "fgbg", "mask", "depth"):
+    for name in (f.name for f in (schema.BACKGROUND, *schema.IMAGE_FIELDS)):
         if name not in acc:
             continue
         hist = acc[name]  # (channels, 256) counts

@@ -20,10 +20,10 @@ from depthkit.core.progress import progress_bar
 from depthkit.shard import schema
 from depthkit.shard.convert import DEFAULT_MAX_PIXELS, Rejected, decode_checked
 from depthkit.shard.manifest import load_manifest, resolutions
-from depthkit.shard.run import start_pool
+from depthkit.shard.pool import start_pool
 from depthkit.shard.tario import Member, index_text, sha256_file, split_name
 
-IMAGE_MODES = {schema.EXT_FGBG: "RGB", schema.EXT_MASK: "L", schema.EXT_DEPTH: "L"}
+Task = tuple[int, str, dict[str, Any]]  # (res, "backgrounds" or split, manifest entry)
 
 
 @dataclass
@@ -130,19 +130,20 @@ def _check_sample(rel: str, key: str, parts: dict[str, bytes], res: int, kind: s
     bad = out.problems.append
     where = f"{rel}: {key}"
     if kind == "backgrounds":
-        if set(parts) != {schema.EXT_BG} or not key.startswith("bg") or not key[2:].isdigit():
+        bg = schema.BACKGROUND
+        if set(parts) != {bg.ext} or not key.startswith("bg") or not key[2:].isdigit():
             bad(f"{where}: not a background member ({', '.join(sorted(parts))})")
             return
         out.bg_ids.append(int(key[2:]))
-        if (msg := _check_image(parts[schema.EXT_BG], "background", "RGB", res)) is not None:
+        if (msg := _check_image(parts[bg.ext], "background", str(bg.mode), res)) is not None:
             bad(f"{where}: {msg}")
         return
     missing = [e for e in schema.SAMPLE_EXTS if e not in parts]
     extra = [e for e in parts if e not in schema.SAMPLE_EXTS]
     if missing or extra:
         bad(f"{where}: missing {missing or '-'}, unexpected {extra or '-'}")
-    for ext, mode in IMAGE_MODES.items():
-        if ext in parts and (msg := _check_image(parts[ext], ext.split(".")[0], mode, res)):
+    for f in schema.IMAGE_FIELDS:
+        if f.ext in parts and (msg := _check_image(parts[f.ext], f.name, str(f.mode), res)):
             bad(f"{where}: {msg}")
     if schema.EXT_BGID in parts:
         try:
@@ -162,14 +163,40 @@ def verify_shards(root: Path, workers: int = 0, progress: bool = True) -> Verify
     """Check every file the manifest lists (DepthkitError if the manifest is unusable)."""
     root = Path(root)
     manifest = load_manifest(root)
-    problems: list[str] = []
-    tasks: list[tuple[int, str, dict[str, Any]]] = []
+    tasks = _tasks(manifest)
+    # backgrounds first: their ids are what sample bg ids must resolve to
+    bg_sets, problems = _check_backgrounds(root, manifest, tasks)
+    checks = _check_splits(root, [t for t in tasks if t[1] != "backgrounds"], bg_sets,
+                           workers, progress)
+    for _, _, chk in checks:
+        problems += chk.problems
+    samples = _check_counts_and_keys(manifest, checks, problems)
+    by_name: dict[str, set[str]] = {}
+    for _, _, chk in checks:
+        by_name.setdefault(Path(chk.rel).name, set()).add(chk.keys_sha)
+    for name, shas in sorted(by_name.items()):
+        if len(shas) > 1:
+            problems.append(f"{name}: holds different samples at different resolutions")
+    total = sum((root / e.get("tar", "")).stat().st_size for _, _, e in tasks
+                if (root / e.get("tar", "?")).is_file())
+    return VerifyReport(root, problems, len(tasks), samples, total)
+
+
+def _tasks(manifest: dict[str, Any]) -> list[Task]:
+    """Every tar the manifest lists, per resolution: backgrounds, then each split's shards."""
+    tasks: list[Task] = []
     for res in resolutions(manifest):
         files = manifest["files"][str(res)]
         tasks.append((res, "backgrounds", files.get("backgrounds", {})))
         for split in schema.SPLITS:
             tasks += [(res, split, e) for e in files.get(split, [])]
-    # backgrounds first: their ids are what sample bg ids must resolve to
+    return tasks
+
+
+def _check_backgrounds(root: Path, manifest: dict[str, Any], tasks: list[Task]
+                       ) -> tuple[dict[int, frozenset[int]], list[str]]:
+    """(background ids found per resolution, problems) of the backgrounds tars."""
+    problems: list[str] = []
     bg_sets: dict[int, frozenset[int]] = {}
     for res, kind, entry in [t for t in tasks if t[1] == "backgrounds"]:
         chk = check_tar(root, entry, res, kind, frozenset())
@@ -177,7 +204,12 @@ def verify_shards(root: Path, workers: int = 0, progress: bool = True) -> Verify
         bg_sets[res] = frozenset(chk.bg_ids)
         if sorted(chk.bg_ids) != sorted(manifest.get("backgrounds", [])):
             problems.append(f"{chk.rel}: background ids differ from the manifest's list")
-    split_tasks = [t for t in tasks if t[1] != "backgrounds"]
+    return bg_sets, problems
+
+
+def _check_splits(root: Path, split_tasks: list[Task], bg_sets: dict[int, frozenset[int]],
+                  workers: int, progress: bool) -> list[tuple[int, str, TarCheck]]:
+    """Check the split tars, in a process pool when `workers` > 0; results in task order."""
     checks: list[tuple[int, str, TarCheck]] = []
     pool = start_pool(workers)
     try:
@@ -188,11 +220,17 @@ def verify_shards(root: Path, workers: int = 0, progress: bool = True) -> Verify
                        else map(_check_tar_args, args))
             for (res, kind, _), chk in zip(split_tasks, results, strict=True):
                 checks.append((res, kind, chk))
-                problems += chk.problems
                 adv(1)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    return checks
+
+
+def _check_counts_and_keys(manifest: dict[str, Any], checks: list[tuple[int, str, TarCheck]],
+                           problems: list[str]) -> dict[str, int]:
+    """Per resolution: no key in two shards, and split sizes as the manifest counts them
+    (appended to `problems`). Returns the samples per split (of the last resolution)."""
     samples = {s: 0 for s in schema.SPLITS}
     for res in resolutions(manifest):
         seen: set[str] = set()
@@ -212,15 +250,7 @@ def verify_shards(root: Path, workers: int = 0, progress: bool = True) -> Verify
                 problems.append(f"{res}/: {per_split[split]} {split} samples, manifest "
                                 f"counts say {want}")
         samples = per_split
-    by_name: dict[str, set[str]] = {}
-    for _, _, chk in checks:
-        by_name.setdefault(Path(chk.rel).name, set()).add(chk.keys_sha)
-    for name, shas in sorted(by_name.items()):
-        if len(shas) > 1:
-            problems.append(f"{name}: holds different samples at different resolutions")
-    total = sum((root / e.get("tar", "")).stat().st_size for _, _, e in tasks
-                if (root / e.get("tar", "?")).is_file())
-    return VerifyReport(root, problems, len(tasks), samples, total)
+    return samples
 
 
 def _check_tar_args(args: tuple[Path, dict[str, Any], int, str, frozenset[int]]) -> TarCheck:

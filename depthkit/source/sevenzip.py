@@ -25,22 +25,19 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from depthkit.core.errors import DepthkitError
-from depthkit.source.layout import (
+from depthkit.source.base import Source
+from depthkit.source.member import Member, parse_member
+from depthkit.source.naming import (
     BG,
     DEPTH,
     FGBG,
     MASK,
     SAMPLE_ROLES,
-    Member,
-    Problem,
-    Sample,
     SampleId,
-    Source,
-    missing_reason,
-    parse_member,
     sample_key,
     unsafe_reason,
 )
+from depthkit.source.sample import Problem, Sample, missing_reason
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from depthkit.synth.texture import Noise, cell_hash, jitter_colour, palette_colour, smoothstep
+from depthkit.synth.furniture import Box, furnish
+from depthkit.synth.surfaces import floor_albedo, wall_albedo
+from depthkit.synth.texture import Noise, palette_colour
 
 FLOOR, CEILING, WALL_LEFT, WALL_RIGHT, WALL_BACK, FIRST_BOX = 0, 1, 2, 3, 4, 5
 SUPERSAMPLE = 2  # rays per pixel side; averaged down for anti-aliasing
@@ -41,13 +43,21 @@ class Camera:
 
 
 @dataclass(frozen=True)
-class Box:
-    """An axis-aligned box in room coordinates (metres; y up, floor at y = 0)."""
+class Room:
+    """The room (metres; x across, y up, z away) and the camera in it at (ox, height, oz)."""
 
-    lo: tuple[float, float, float]
-    hi: tuple[float, float, float]
-    colour: np.ndarray
-    texture: str  # "wood" | "fabric" | "paint"
+    cam: Camera
+    width: float
+    depth: float
+    ceiling: float
+    yaw: float  # camera turn about the vertical axis, radians
+    ox: float
+    oz: float
+
+    @property
+    def origin(self) -> np.ndarray:
+        """The camera position in room coordinates (float32)."""
+        return np.array([self.ox, self.cam.height, self.oz], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -118,150 +128,35 @@ def _shadowed(p: np.ndarray, light: np.ndarray, boxes: list[Box]) -> np.ndarray:
     return out
 
 
-def _furniture(rng: np.random.Generator, width: float, depth: float) -> list[Box]:
-    """A few furniture-like boxes: cabinets and shelves against walls, tables, sofas."""
-    boxes: list[Box] = []
-    for _ in range(int(rng.integers(1, 5))):
-        kind = rng.choice(["cabinet", "shelf", "table", "sofa"])
-        colour = palette_colour(rng, family=int(rng.choice([1, 2, 2, 3, 4, 5, 6])))
-        tex = "wood" if kind in ("cabinet", "shelf", "table") and rng.random() < 0.7 else (
-            "fabric" if kind == "sofa" else "paint")
-        if kind == "shelf":
-            w, h, dd = rng.uniform(0.6, 1.4), rng.uniform(1.4, 2.2), rng.uniform(0.3, 0.45)
-        elif kind == "cabinet":
-            w, h, dd = rng.uniform(0.6, 1.6), rng.uniform(0.6, 1.1), rng.uniform(0.4, 0.6)
-        elif kind == "sofa":
-            w, h, dd = rng.uniform(1.4, 2.2), rng.uniform(0.7, 0.9), rng.uniform(0.8, 1.0)
-        else:
-            w, h, dd = rng.uniform(0.8, 1.6), rng.uniform(0.7, 0.8), rng.uniform(0.6, 1.0)
-        # Against the back wall, the left wall or the right wall (tables may stand free).
-        where = rng.integers(3) if kind != "table" else 3
-        if where == 0:
-            x0 = rng.uniform(0, max(0.01, width - w))
-            z0 = depth - dd
-            lo, hi = (x0, 0.0, z0), (x0 + w, h, depth)
-        elif where in (1, 2):
-            z0 = rng.uniform(depth * 0.45, max(depth * 0.45 + 0.01, depth - w))
-            x0 = 0.0 if where == 1 else width - dd
-            lo, hi = (x0, 0.0, z0), (x0 + dd, h, z0 + w)
-        else:
-            x0 = rng.uniform(0.2 * width, max(0.2 * width + 0.01, 0.8 * width - w))
-            z0 = rng.uniform(depth * 0.55, depth * 0.8)
-            lo, hi = (x0, 0.0, z0), (x0 + w, h, z0 + dd)
-        if kind == "sofa":
-            # seat block plus a backrest against the wall side
-            boxes.append(Box(lo, (hi[0], h * 0.55, hi[2]), colour, tex))
-            if where == 0:
-                boxes.append(Box((lo[0], 0.0, hi[2] - 0.2), hi, jitter_colour(rng, colour), tex))
-            elif where == 1:
-                boxes.append(Box(lo, (lo[0] + 0.2, h, hi[2]), jitter_colour(rng, colour), tex))
-            else:
-                boxes.append(Box((hi[0] - 0.2, 0.0, lo[2]), hi, jitter_colour(rng, colour), tex))
-        elif kind == "table":
-            top = 0.05
-            boxes.append(Box((lo[0], h - top, lo[2]), hi, colour, tex))
-            for lx, lz in ((lo[0], lo[2]), (hi[0] - 0.06, lo[2]), (lo[0], hi[2] - 0.06),
-                           (hi[0] - 0.06, hi[2] - 0.06)):
-                boxes.append(Box((lx, 0.0, lz), (lx + 0.06, h - top, lz + 0.06), colour, tex))
-        else:
-            boxes.append(Box(lo, hi, colour, tex))
-    return boxes
+
+@dataclass(frozen=True)
+class _Hits:
+    """What each (supersampled) camera ray hit: direction, distance, surface, point."""
+
+    d: tuple[np.ndarray, np.ndarray, np.ndarray]  # ray direction in room coordinates
+    t: np.ndarray  # distance along d; with |d_z| = 1 before the turn, t is camera-z depth
+    surf: np.ndarray  # surface id: FLOOR ... WALL_BACK, or FIRST_BOX + box index
+    box_hit: np.ndarray  # box index or -1
+    box_axis: np.ndarray  # axis of the box face hit (0, 1, 2)
+    p: tuple[np.ndarray, np.ndarray, np.ndarray]  # hit point (x, y, z)
 
 
-def _floor_albedo(rng: np.random.Generator, noise: Noise, x: np.ndarray, z: np.ndarray,
-                  width: float, depth: float) -> np.ndarray:
-    """Wood planks, tiles, carpet or concrete, in world coordinates (x, z metres)."""
-    kind = rng.choice(["planks", "tiles", "carpet", "concrete"], p=[0.4, 0.25, 0.2, 0.15])
-    base = palette_colour(rng, family=int(rng.choice([2, 2, 1, 0, 3, 5])))
-    if kind == "planks":
-        pw, pl = rng.uniform(0.1, 0.22), rng.uniform(0.8, 2.0)
-        i = np.floor(x / pw)
-        j = np.floor((z + cell_hash(i, i, 7) * pl) / pl)
-        tone = 0.8 + 0.4 * cell_hash(i, j, 1)
-        grain = 0.08 * noise(x * 40, z * 3)
-        seam = 1 - 0.35 * (1 - smoothstep(0.0, 0.012, np.minimum(x % pw, pw - x % pw)))
-        a = base[None] * (tone + grain)[..., None] * seam[..., None]
-    elif kind == "tiles":
-        ts = rng.uniform(0.3, 0.6)
-        other = jitter_colour(rng, base, 0.25) if rng.random() < 0.5 else base
-        i, j = np.floor(x / ts), np.floor(z / ts)
-        checker = ((i + j) % 2 == 0)[..., None]
-        col = np.where(checker, base[None], other[None])
-        gx = np.minimum(x % ts, ts - x % ts)
-        gz = np.minimum(z % ts, ts - z % ts)
-        grout = smoothstep(0.004, 0.012, np.minimum(gx, gz))[..., None]
-        a = col * (0.92 + 0.08 * noise(x * 8, z * 8))[..., None]
-        a = a * grout + (1 - grout) * 0.55 * base[None]
-    elif kind == "carpet":
-        a = base[None] * (0.9 + 0.12 * noise.fbm(x * 30, z * 30, 2))[..., None]
-    else:
-        a = base[None] * (0.85 + 0.15 * noise.fbm(x * 1.5, z * 1.5, 4))[..., None]
-    if rng.random() < 0.5:  # a rug
-        rw, rd = rng.uniform(1.2, 2.5), rng.uniform(1.0, 2.0)
-        rx, rz = rng.uniform(0.1, 0.9) * width, rng.uniform(0.3, 0.8) * depth
-        inside = (np.abs(x - rx) < rw / 2) & (np.abs(z - rz) < rd / 2)
-        rc = palette_colour(rng)
-        border = (np.abs(x - rx) > rw / 2 - 0.12) | (np.abs(z - rz) > rd / 2 - 0.12)
-        pattern = 0.85 + 0.15 * np.sign(np.sin((x - rx) * rng.uniform(8, 20)))
-        rug = np.where(border[..., None], 0.6 * rc[None], rc[None] * pattern[..., None])
-        a = np.where(inside[..., None], rug, a)
-    return a
+@dataclass(frozen=True)
+class _Surfaces:
+    """Per ray: albedo and emission (RGB) and the surface normal, filled surface by surface."""
+
+    albedo: np.ndarray  # (n, n, 3)
+    emission: np.ndarray  # (n, n, 3)
+    normal: np.ndarray  # (3, n, n)
+
+    @classmethod
+    def empty(cls, n: int) -> _Surfaces:
+        return cls(np.zeros((n, n, 3), dtype=np.float32), np.zeros((n, n, 3), dtype=np.float32),
+                   np.zeros((3, n, n), dtype=np.float32))
 
 
-def _wall_albedo(rng: np.random.Generator, noise: Noise, s: np.ndarray, y: np.ndarray,
-                 length: float, ceiling: float, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Paint or wallpaper with windows, doors, frames and a skirting board.
-
-    (s, y) are coordinates along the wall and up; returns (albedo, emission) where
-    emission is light from windows (bright sky, not lit by the room).
-    """
-    a = base[None] * (0.94 + 0.06 * noise.fbm(s * 2, y * 2, 3))[..., None]
-    if rng.random() < 0.3:  # striped wallpaper
-        period = rng.uniform(0.1, 0.4)
-        stripe = (np.sin(s * 2 * np.pi / period) > 0)[..., None]
-        a = np.where(stripe, a, a * rng.uniform(0.8, 0.95))
-    emission = np.zeros(a.shape, dtype=np.float32)
-    for _ in range(int(rng.integers(0, 4))):
-        kind = rng.choice(["window", "door", "frame"], p=[0.4, 0.25, 0.35])
-        if kind == "window":
-            w, h, y0 = rng.uniform(0.8, 1.6), rng.uniform(1.0, 1.5), rng.uniform(0.7, 1.0)
-        elif kind == "door":
-            w, h, y0 = rng.uniform(0.8, 1.0), min(2.1, ceiling - 0.1), 0.0
-        else:
-            w, h, y0 = rng.uniform(0.3, 1.0), rng.uniform(0.3, 0.8), rng.uniform(1.2, 1.6)
-        s0 = rng.uniform(0.1, max(0.11, length - w - 0.1))
-        inner = (s > s0) & (s < s0 + w) & (y > y0) & (y < y0 + h)
-        rim = 0.05
-        core = (s > s0 + rim) & (s < s0 + w - rim) & (y > y0 + rim) & (y < y0 + h - rim)
-        if kind == "window":
-            sky = np.stack([0.55 + 0.2 * (y - y0) / h, 0.72 + 0.15 * (y - y0) / h,
-                            np.full_like(y, 0.95)], -1).astype(np.float32)
-            mull = (np.abs(s - (s0 + w / 2)) < 0.02) | (np.abs(y - (y0 + h / 2)) < 0.02)
-            glass = core & ~mull
-            a = np.where(inner[..., None], np.float32(0.9), a)
-            emission = np.where(glass[..., None], sky * rng.uniform(1.0, 1.4), emission)
-            a = np.where(glass[..., None], 0.0, a)
-        elif kind == "door":
-            dc = palette_colour(rng, family=int(rng.choice([1, 2])))
-            panel = 0.92 + 0.08 * (core & (np.abs(s - s0 - w / 2) > 0.08))
-            a = np.where(inner[..., None], dc[None] * panel[..., None], a)
-        else:
-            fc = palette_colour(rng, family=int(rng.choice([1, 2])))
-            art = palette_colour(rng)
-            art2 = palette_colour(rng)
-            blocks = noise((s - s0) * rng.uniform(3, 9), (y - y0) * rng.uniform(3, 9)) > 0
-            pic = np.where(blocks[..., None], art[None], art2[None])
-            a = np.where(inner[..., None], fc[None] * 0.6, a)
-            a = np.where(core[..., None], pic, a)
-    board = y < rng.uniform(0.06, 0.12)
-    board_col = np.float32(0.92) if rng.random() < 0.6 else base * 0.5
-    a = np.where(board[..., None], board_col, a)
-    return a, emission
-
-
-def render_room(rng: np.random.Generator, res: int) -> Scene:
-    """Render one random room seen from a level camera; exact camera-z depth per pixel."""
-    ss = SUPERSAMPLE
+def _random_room(rng: np.random.Generator, res: int) -> Room:
+    """Draw the camera (field of view, height, horizon) and the room around it."""
     fov = math.radians(rng.uniform(55, 75))
     f = res / (2 * math.tan(fov / 2))
     height = rng.uniform(1.1, 1.7)
@@ -270,109 +165,177 @@ def render_room(rng: np.random.Generator, res: int) -> Scene:
     width, depth, ceiling = rng.uniform(4, 8), rng.uniform(6, 12), rng.uniform(2.4, 3.2)
     yaw = math.radians(rng.uniform(-22, 22))
     ox, oz = width * rng.uniform(0.3, 0.7), rng.uniform(0.2, 1.0)
-    o = np.array([ox, height, oz], dtype=np.float32)
+    return Room(cam, width, depth, ceiling, yaw, ox, oz)
 
-    a, b = _pixel_rays(cam, ss)
-    cs, sn = math.cos(yaw), math.sin(yaw)
+
+def _view_rays(room: Room, ss: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ray directions in room coordinates: the pixel rays turned by the camera's yaw."""
+    a, b = _pixel_rays(room.cam, ss)
+    cs, sn = math.cos(room.yaw), math.sin(room.yaw)
     dx = (a * cs + sn).astype(np.float32)
     dy = b.astype(np.float32)
     dz = (-a * sn + cs).astype(np.float32)
+    return dx, dy, dz
 
+
+def _hit_shell(room: Room, d: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest of floor, ceiling and the three walls per ray: (surface id, distance)."""
+    dx, dy, dz = d
+    height = room.cam.height
     big = np.float32(1e6)
     with np.errstate(divide="ignore", invalid="ignore"):
         cands = np.stack([
             np.where(dy < 0, -height / dy, big),
-            np.where(dy > 0, (ceiling - height) / dy, big),
-            np.where(dx < 0, -ox / dx, big),
-            np.where(dx > 0, (width - ox) / dx, big),
-            np.where(dz > 0, (depth - oz) / dz, big),
+            np.where(dy > 0, (room.ceiling - height) / dy, big),
+            np.where(dx < 0, -room.ox / dx, big),
+            np.where(dx > 0, (room.width - room.ox) / dx, big),
+            np.where(dz > 0, (room.depth - room.oz) / dz, big),
         ]).astype(np.float32)
-    surf = cands.argmin(0).astype(np.int16)
-    t = cands.min(0)
-    boxes = _furniture(rng, width, depth)
-    t, box_hit, box_axis = _ray_boxes(o, (dx, dy, dz), boxes, t)
+    return cands.argmin(0).astype(np.int16), cands.min(0)
+
+
+def _trace(room: Room, boxes: list[Box], ss: int) -> _Hits:
+    """Cast every ray against the room shell, then against the boxes standing in it."""
+    o = room.origin
+    d = _view_rays(room, ss)
+    surf, t = _hit_shell(room, d)
+    t, box_hit, box_axis = _ray_boxes(o, d, boxes, t)
     surf = np.where(box_hit >= 0, FIRST_BOX + box_hit, surf)
+    p = (o[0] + t * d[0], o[1] + t * d[1], o[2] + t * d[2])
+    return _Hits(d=d, t=t, surf=surf, box_hit=box_hit, box_axis=box_axis, p=p)
 
-    px, py, pz = o[0] + t * dx, o[1] + t * dy, o[2] + t * dz
-    noise = Noise(rng)
-    n = res * ss
-    albedo = np.zeros((n, n, 3), dtype=np.float32)
-    emission = np.zeros((n, n, 3), dtype=np.float32)
-    normal = np.zeros((3, n, n), dtype=np.float32)
 
-    sel = surf == FLOOR
-    albedo[sel] = _floor_albedo(rng, noise, px[sel], pz[sel], width, depth)
-    normal[1][sel] = 1
+def _paint_shell(rng: np.random.Generator, noise: Noise, room: Room, hits: _Hits,
+                 out: _Surfaces) -> None:
+    """Floor and ceiling albedo and normals, then the walls."""
+    px, _py, pz = hits.p
+    sel = hits.surf == FLOOR
+    out.albedo[sel] = floor_albedo(rng, noise, px[sel], pz[sel], room.width, room.depth)
+    out.normal[1][sel] = 1
     ceil_col = np.float32(rng.uniform(0.85, 0.97))
-    albedo[surf == CEILING] = ceil_col
-    normal[1][surf == CEILING] = -1
+    out.albedo[hits.surf == CEILING] = ceil_col
+    out.normal[1][hits.surf == CEILING] = -1
+    _paint_walls(rng, noise, room, hits, out)
+
+
+def _paint_walls(rng: np.random.Generator, noise: Noise, room: Room, hits: _Hits,
+                 out: _Surfaces) -> None:
+    """Albedo, window emission and normals of the left, right and back walls."""
+    px, py, pz = hits.p
     wall_base = palette_colour(rng, family=int(rng.choice([0, 0, 1, 3, 4, 7])))
     accent = palette_colour(rng) if rng.random() < 0.3 else wall_base
     for sid, s_coord, length, nrm, colour in (
-        (WALL_LEFT, pz, depth, (1, 0, 0), wall_base),
-        (WALL_RIGHT, depth - pz, depth, (-1, 0, 0), wall_base),
-        (WALL_BACK, px, width, (0, 0, -1), accent),
+        (WALL_LEFT, pz, room.depth, (1, 0, 0), wall_base),
+        (WALL_RIGHT, room.depth - pz, room.depth, (-1, 0, 0), wall_base),
+        (WALL_BACK, px, room.width, (0, 0, -1), accent),
     ):
-        sel = surf == sid
+        sel = hits.surf == sid
         if not sel.any():
             continue
-        albedo[sel], emission[sel] = _wall_albedo(rng, noise, s_coord[sel], py[sel], length,
-                                                  ceiling, colour)
+        out.albedo[sel], out.emission[sel] = wall_albedo(rng, noise, s_coord[sel], py[sel],
+                                                         length, room.ceiling, colour)
         for k in range(3):
-            normal[k][sel] = nrm[k]
+            out.normal[k][sel] = nrm[k]
+
+
+def _box_texture(noise: Noise, texture: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Brightness variation of a box face at face coordinates (u, v) metres."""
+    if texture == "wood":
+        return 0.85 + 0.1 * noise(u * 3, v * 40) + 0.05 * noise(u * 20, v * 2)
+    if texture == "fabric":
+        return 0.9 + 0.1 * noise.fbm(u * 40, v * 40, 2)
+    return 0.95 + 0.05 * noise(u * 4, v * 4)
+
+
+def _paint_boxes(noise: Noise, boxes: list[Box], hits: _Hits, out: _Surfaces) -> None:
+    """Albedo of every box face, and the face normals (against the ray along the hit axis)."""
+    px, py, pz = hits.p
     for k, box in enumerate(boxes):
-        sel = surf == FIRST_BOX + k
+        sel = hits.surf == FIRST_BOX + k
         if not sel.any():
             continue
-        ax = box_axis[sel]
+        ax = hits.box_axis[sel]
         u = np.where(ax == 0, pz[sel], px[sel])
         v = np.where(ax == 1, pz[sel], py[sel])
-        if box.texture == "wood":
-            tex = 0.85 + 0.1 * noise(u * 3, v * 40) + 0.05 * noise(u * 20, v * 2)
-        elif box.texture == "fabric":
-            tex = 0.9 + 0.1 * noise.fbm(u * 40, v * 40, 2)
-        else:
-            tex = 0.95 + 0.05 * noise(u * 4, v * 4)
-        albedo[sel] = box.colour[None] * tex[:, None]
+        out.albedo[sel] = box.colour[None] * _box_texture(noise, box.texture, u, v)[:, None]
 
-    isbox = box_hit >= 0
-    for axis, d_axis in enumerate((dx, dy, dz)):
-        on = isbox & (box_axis == axis)
-        normal[axis][on] = -np.sign(d_axis[on])
+    isbox = hits.box_hit >= 0
+    for axis, d_axis in enumerate(hits.d):
+        on = isbox & (hits.box_axis == axis)
+        out.normal[axis][on] = -np.sign(d_axis[on])
 
-    # Lighting: ambient with corner occlusion + a ceiling lamp with hard box shadows.
+
+def _lamp_light(rng: np.random.Generator, room: Room, boxes: list[Box], hits: _Hits,
+                normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(light colour, direct light) of a ceiling lamp, Lambertian, with hard box shadows."""
     light_colour = np.asarray([1.0, rng.uniform(0.85, 1.0), rng.uniform(0.65, 0.95)],
                               dtype=np.float32)
     if rng.random() < 0.4:
         light_colour = light_colour[::-1].copy()  # cool daylight instead of warm lamp
-    lamp = np.array([rng.uniform(0.2, 0.8) * width, ceiling - 0.25,
-                     rng.uniform(0.3, 0.8) * depth], dtype=np.float32)
+    lamp = np.array([rng.uniform(0.2, 0.8) * room.width, room.ceiling - 0.25,
+                     rng.uniform(0.3, 0.8) * room.depth], dtype=np.float32)
+    px, py, pz = hits.p
     lx, ly, lz = lamp[0] - px, lamp[1] - py, lamp[2] - pz
     dist = np.sqrt(lx * lx + ly * ly + lz * lz) + 1e-6
     lambert = np.clip((normal[0] * lx + normal[1] * ly + normal[2] * lz) / dist, 0, 1)
     power = rng.uniform(4, 10)
     direct = power * lambert / (1 + dist * dist)
-    direct *= 1 - 0.8 * _shadowed((px, py, pz), lamp, boxes)
-    wall_dist = np.minimum.reduce([px, width - px, depth - pz, py, ceiling - py])
+    direct *= 1 - 0.8 * _shadowed(hits.p, lamp, boxes)
+    return light_colour, direct
+
+
+def _occlusion(room: Room, boxes: list[Box], hits: _Hits) -> np.ndarray:
+    """Ambient occlusion: darker near the room's corners and on the floor around each box."""
+    px, py, pz = hits.p
+    wall_dist = np.minimum.reduce([px, room.width - px, room.depth - pz, py, room.ceiling - py])
     occl = 1 - 0.35 * np.exp(-np.maximum(wall_dist, 0) / 0.25)
-    for box in boxes:  # darken the floor around each box's footprint (contact shadow)
+    for box in boxes:  # contact shadow around the box's footprint
         ddx = np.maximum(np.maximum(box.lo[0] - px, px - box.hi[0]), 0)
         ddz = np.maximum(np.maximum(box.lo[2] - pz, pz - box.hi[2]), 0)
-        near = (surf == FLOOR) * np.exp(-np.sqrt(ddx * ddx + ddz * ddz) / 0.2)
+        near = (hits.surf == FLOOR) * np.exp(-np.sqrt(ddx * ddx + ddz * ddz) / 0.2)
         occl *= 1 - 0.4 * near
-    ambient = rng.uniform(0.35, 0.6)
-    shade = (ambient * occl + direct).astype(np.float32)
-    exposure = rng.uniform(0.85, 1.15)
-    rgb = (albedo * shade[..., None] * light_colour[None, None] + emission) * exposure
+    return occl
 
-    # Down-sample (anti-aliasing), then lens vignette and sensor noise.
-    rgb = rgb.reshape(res, ss, res, ss, 3).mean((1, 3))
-    shade_lo = (shade * exposure).reshape(res, ss, res, ss).mean((1, 3))
-    depth_map = t.reshape(res, ss, res, ss).mean((1, 3)).astype(np.float32)
-    floor = (surf == FLOOR).reshape(res, ss, res, ss).all((1, 3))
+
+def _pixel_blocks(x: np.ndarray, ss: int) -> np.ndarray:
+    """(n, n, ...) rays -> (res, ss, res, ss, ...): reduce axes (1, 3) to get pixels."""
+    res = x.shape[0] // ss
+    return x.reshape(res, ss, res, ss, *x.shape[2:])
+
+
+def _develop(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
+    """Lens vignette, sensor noise and a gamma on linear RGB (res, res, 3) -> uint8 image."""
+    res = rgb.shape[0]
     yy, xx = np.mgrid[0:res, 0:res].astype(np.float32) / res - 0.5
     rgb *= (1 - rng.uniform(0.1, 0.35) * (xx * xx + yy * yy) * 2)[..., None]
     rgb += rng.normal(0, rng.uniform(0.004, 0.015), rgb.shape).astype(np.float32)
-    image = (np.clip(rgb, 0, 1) ** rng.uniform(0.85, 1.0) * 255 + 0.5).astype(np.uint8)
-    return Scene(camera=cam, image=image, depth=depth_map, floor=floor,
+    return (np.clip(rgb, 0, 1) ** rng.uniform(0.85, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def render_room(rng: np.random.Generator, res: int) -> Scene:
+    """Render one random room seen from a level camera; exact camera-z depth per pixel."""
+    ss = SUPERSAMPLE
+    room = _random_room(rng, res)
+    boxes = furnish(rng, room.width, room.depth)
+    hits = _trace(room, boxes, ss)
+    noise = Noise(rng)
+    surfaces = _Surfaces.empty(res * ss)
+    _paint_shell(rng, noise, room, hits, surfaces)
+    _paint_boxes(noise, boxes, hits, surfaces)
+
+    # Lighting: ambient with corner occlusion + a ceiling lamp with hard box shadows.
+    light_colour, direct = _lamp_light(rng, room, boxes, hits, surfaces.normal)
+    occl = _occlusion(room, boxes, hits)
+    ambient = rng.uniform(0.35, 0.6)
+    shade = (ambient * occl + direct).astype(np.float32)
+    exposure = rng.uniform(0.85, 1.15)
+    rgb = (surfaces.albedo * shade[..., None] * light_colour[None, None] + surfaces.emission)
+    rgb = rgb * exposure
+
+    # Down-sample (anti-aliasing), then develop the image.
+    image = _develop(rng, _pixel_blocks(rgb, ss).mean((1, 3)))
+    shade_lo = _pixel_blocks(shade * exposure, ss).mean((1, 3))
+    depth_map = _pixel_blocks(hits.t, ss).mean((1, 3)).astype(np.float32)
+    floor = _pixel_blocks(hits.surf == FLOOR, ss).all((1, 3))
+    return Scene(camera=room.cam, image=image, depth=depth_map, floor=floor,
                  shade=shade_lo.astype(np.float32), light_colour=light_colour)

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Protocol
 
 from depthkit.core.atomic import tmp_path, write_atomic
+from depthkit.source import FOLDER_OF
+from depthkit.source.sevenzip import ARCHIVE_NAMES
 
 log = logging.getLogger(__name__)
 
 ZIP_NAME = "dataset.zip"
 # The original archive set: archive name -> layout folder its members belong to. Members are
 # stored without the folder prefix, as the original `7z a fgbg.7z <path>/fg_bg/*` did.
-SEVENZIP_ARCHIVES = {"bg.7z": "bg_final", "fgbg.7z": "fg_bg", "fgbgmask.7z": "fg_bg_mask",
-                     "Densedepth.7z": "Output"}
+SEVENZIP_ARCHIVES = {name: FOLDER_OF[role] for role, name in ARCHIVE_NAMES.items()}
 
 
 class DatasetWriter(Protocol):

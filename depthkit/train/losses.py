@@ -1,4 +1,4 @@
-"""Training losses: `criterion(out, batch) -> (total, parts)` built from a LossConfig.
+"""Training losses: `criterion(out, batch) -> (total, parts)` built from a LossConfig (in config).
 
 Mask: `mse` (the original: MSE, here on sigmoid(logits) so every model emits logits),
 `bce_dice` (BCE-with-logits + soft Dice: BCE gives sharp per-pixel gradients, Dice keeps small
@@ -11,34 +11,16 @@ structure-aware).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from depthkit.core.errors import DepthkitError
+from depthkit.train.config import LossConfig
 
 MASK_LOSSES = ("bce_dice", "bce_lovasz", "mse")
 DEPTH_LOSSES = ("l1_ssim_grad", "mse")
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Which loss per head and how they are weighted (total = mask_w * mask + depth_w * depth)."""
-
-    mask: str = "bce_dice"
-    depth: str = "l1_ssim_grad"
-    mask_weight: float = 1.0
-    depth_weight: float = 1.0
-    dice_weight: float = 1.0  # of the Dice (bce_dice) or Lovasz (bce_lovasz) term
-    ssim_weight: float = 1.0  # inside l1_ssim_grad
-    grad_weight: float = 1.0  # inside l1_ssim_grad
-
-    @classmethod
-    def original(cls) -> LossConfig:
-        """The course's loss: MSE on both heads."""
-        return cls(mask="mse", depth="mse")
 
 
 def soft_dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:

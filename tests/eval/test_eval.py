@@ -12,7 +12,7 @@ from PIL import Image
 
 from depthkit import cli
 from depthkit.demo import DemoConfig, run_demo
-from depthkit.eval.evaluate import GRID_TITLES
+from depthkit.eval.pictures import GRID_TITLES
 from depthkit.shard.manifest import load_manifest, split_count
 
 JSON_KEYS = ("mask_iou", "mask_dice", "depth_rmse", "depth_abs_rel", "depth_delta1",

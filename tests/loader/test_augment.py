@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 from depthkit.loader.augment import AugmentConfig
+from depthkit.loader.config import LoaderConfig
 from depthkit.loader.gridwarp import grid_distort, grid_distort_hwc
 from depthkit.loader.photometric import IDENTITY, apply_color
-from depthkit.loader.pipeline import LoaderConfig, build_loader
+from depthkit.loader.pipeline import build_loader
 from depthkit.shard import schema
 from depthkit.shard.tario import write_tar
 

@@ -15,7 +15,8 @@ from depthkit.core.errors import DepthkitError
 from depthkit.core.normalization import normalize_images
 from depthkit.loader.augment import AugmentConfig
 from depthkit.loader.backgrounds import BackgroundBank
-from depthkit.loader.pipeline import LoaderConfig, build_loader
+from depthkit.loader.config import LoaderConfig
+from depthkit.loader.pipeline import build_loader
 
 RES = 64
 TRAIN = 22  # samples in shard_root's train split (see conftest)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from depthkit.core.errors import DepthkitError
-from depthkit.model.networks import (
+from depthkit.model import (
     MODEL_NAMES,
     count_parameters,
     create_model,
@@ -15,8 +15,8 @@ from depthkit.model.networks import (
     to_outputs,
 )
 
-ORIGINAL_PARAMS = 3_786_872  # FACTS.md: the course model's parameter count
-ORIGINAL_GFLOPS_64 = 21.7  # FACTS.md: its forward GFLOPs per 64 px sample
+ORIGINAL_PARAMS = 3_786_872  # the original course model's parameter count
+ORIGINAL_GFLOPS_64 = 21.7  # the original course model's forward GFLOPs per 64 px sample
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -1,4 +1,5 @@
-"""Tests of `depthkit shard`: tar/index writing, the plan, conversion checks, restart, interop."""
+"""Tests of `depthkit shard`: conversion checks, whole runs (fake and real sources), restart
+after failures and kills, the direct and spill paths, interop with tar/webdataset/DALI."""
 
 from __future__ import annotations
 
@@ -17,13 +18,20 @@ import pytest
 from PIL import Image
 
 from depthkit.core.errors import DepthkitError
-from depthkit.shard import run as shards
-from depthkit.shard import schema
+from depthkit.shard import (
+    ShardConfig,
+    ShardSummary,
+    parse_int_list,
+    run,
+    schema,
+    spill_path,
+    write_shards,
+)
 from depthkit.shard.convert import Rejected, convert_sample, decode_checked
 from depthkit.shard.manifest import load_manifest, split_files
-from depthkit.shard.plan import SplitConfig, make_plan
-from depthkit.shard.tario import index_text, list_members, write_tar
+from depthkit.shard.spill import Buckets
 from depthkit.shard.verify import verify_shards
+from depthkit.source import Problem, Source
 
 # ----------------------------------------------------------------------------- tiny data
 
@@ -47,7 +55,7 @@ def noise(rng: np.random.Generator, size: int, channels: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FakeSample:
-    """Same fields as layout.Sample."""
+    """Same fields as depthkit.source.Sample."""
 
     key: str
     bg: int
@@ -61,12 +69,6 @@ class FakeSample:
     depth: bytes
 
 
-@dataclass(frozen=True)
-class FakeProblem:
-    path: str
-    reason: str
-
-
 def fake_sample(rng: np.random.Generator, bg: int, nnn: int, size: int = 32,
                 **override: bytes) -> FakeSample:
     parts = {"fgbg": jpeg(noise(rng, size, 3)), "mask": jpeg(noise(rng, size, 1)),
@@ -76,17 +78,11 @@ def fake_sample(rng: np.random.Generator, bg: int, nnn: int, size: int = 32,
                       (nnn - 1) % 40 >= 20, f"fg_bg/{bg:03d}/001/{nnn:03d}.jpg", **parts)
 
 
-class FakeSource:
-    """An in-memory stand-in for a layout Source (same methods shards.py calls)."""
+class FakeSource(Source):
+    """An in-memory stand-in for a sequential layout Source (the methods write_shards calls)."""
 
     def __init__(self, backgrounds: dict[int, bytes], items: list) -> None:
         self.bgs, self.items = backgrounds, items
-
-    def __enter__(self) -> FakeSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
     def keys(self) -> list[tuple[str, int]]:
         return [(s.key, s.bg) for s in self.items if isinstance(s, FakeSample)]
@@ -112,14 +108,14 @@ def use_fake(monkeypatch):
     """Make `write_shards` read a FakeSource: call the returned function with (bgs, items)."""
 
     def install(bgs: dict[int, bytes], items: list) -> None:
-        monkeypatch.setattr(shards, "_open_source", lambda paths: FakeSource(bgs, items))
+        monkeypatch.setattr(run, "open_source", lambda paths: FakeSource(bgs, items))
 
     return install
 
 
-def cfg(out: Path, **kw) -> shards.ShardConfig:
+def cfg(out: Path, **kw) -> ShardConfig:
     base = {"out": out, "resolutions": (32,), "shard_size": 5, "workers": 0, "progress": False}
-    return shards.ShardConfig(**{**base, **kw})
+    return ShardConfig(**{**base, **kw})
 
 
 def manifest_without_time(root: Path) -> dict:
@@ -137,89 +133,6 @@ def all_files(root: Path) -> dict[str, bytes]:
             out[rel] = p.read_bytes()
     out[schema.MANIFEST_NAME] = json.dumps(manifest_without_time(root)).encode()
     return out
-
-
-# ----------------------------------------------------------------------------- tar + index
-
-
-def test_tar_is_deterministic_readable_and_index_matches_wds2idx(tmp_path):
-    items = [("k1.fgbg.jpg", b"x" * 700), ("k1.bgid", struct.pack("<i", 7)),
-             ("k2.fgbg.jpg", b""), ("k2.bgid", b"\0\0\0\0"), ("k3.meta.json", b"{}")]
-    a = write_tar(tmp_path / "a.tar", tmp_path / "a.idx", items)
-    b = write_tar(tmp_path / "b.tar", tmp_path / "b.idx", items)
-    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
-    assert a.sha256 == b.sha256 and a.samples == 3 and a.bytes % 10240 == 0
-    with tarfile.open(tmp_path / "a.tar") as tar:
-        got = [(m.name, tar.extractfile(m).read(), m.mtime, m.uid, m.mode) for m in tar]
-    assert [(n, d) for n, d, *_ in got] == items
-    assert {(t, u, mo) for *_, t, u, mo in got} == {(0, 0, 0o644)}
-    wds2idx = pytest.importorskip("wds2idx")
-    with wds2idx.IndexCreator(str(tmp_path / "a.tar"), str(tmp_path / "w.idx"),
-                              verbose=False) as ic:
-        ic.create_index()
-    assert (tmp_path / "a.idx").read_text() == (tmp_path / "w.idx").read_text()
-    assert index_text(list_members(tmp_path / "a.tar")) == (tmp_path / "a.idx").read_text()
-
-
-@pytest.mark.parametrize(("name", "size"), [("a.b", 0), ("b000001_g001_n001.fgbg.jpg", 12345),
-                                           ("x" * 100, 7), ("d/y.meta.json", 2**33 - 1)])
-def test_fast_tar_header_equals_tarfiles(name, size):
-    from depthkit.shard.tario import tar_header
-
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid = size, 0, 0o644, 0, 0
-    info.uname = info.gname = ""
-    assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
-
-
-def test_write_tar_failure_leaves_no_file(tmp_path):
-    def items():
-        yield "k.fgbg.jpg", b"abc"
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError):
-        write_tar(tmp_path / "a.tar", tmp_path / "a.idx", items())
-    assert list(tmp_path.iterdir()) == []
-
-
-# ----------------------------------------------------------------------------- plan
-
-
-def _pairs(n_bg: int, per_bg: int) -> list[tuple[str, int]]:
-    return [(schema.sample_key(b, 1, n), b) for b in range(1, n_bg + 1)
-            for n in range(1, per_bg + 1)]
-
-
-def test_plan_is_a_function_of_keys_and_seed():
-    pairs = _pairs(5, 40)
-    a = make_plan(pairs, SplitConfig("random", 0.1, 0), 30)
-    b = make_plan(list(reversed(pairs)), SplitConfig("random", 0.1, 0), 30)
-    c = make_plan(pairs, SplitConfig("random", 0.1, 1), 30)
-    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
-    assert a.count("val") == 20 and a.count("train") == 180
-    sizes = [len(s.keys) for s in a.shards if s.split == "train"]
-    assert max(sizes) - min(sizes) <= 1 and max(sizes) <= 30
-    keys = [k for s in a.shards for k in s.keys]
-    assert sorted(keys) == sorted(k for k, _ in pairs)  # each key exactly once
-    # globally shuffled: the first shard mixes backgrounds
-    assert len({k[:7] for k in a.shards[0].keys}) > 1
-
-
-def test_plan_by_bg_holds_out_whole_backgrounds():
-    plan = make_plan(_pairs(10, 6), SplitConfig("by-bg", 0.2, 3), 100)
-    assert plan.val_bgs is not None and len(plan.val_bgs) == 2
-    val_bgs = {int(k[1:7]) for s in plan.shards if s.split == "val" for k in s.keys}
-    train_bgs = {int(k[1:7]) for s in plan.shards if s.split == "train" for k in s.keys}
-    assert val_bgs == set(plan.val_bgs) and not val_bgs & train_bgs
-
-
-def test_plan_rejects_bad_options():
-    with pytest.raises(DepthkitError, match="--split"):
-        SplitConfig("by-fg")
-    with pytest.raises(DepthkitError, match="--val-fraction"):
-        SplitConfig("random", 1.5)
-    with pytest.raises(DepthkitError, match="--shard-size"):
-        make_plan(_pairs(1, 2), SplitConfig(), 0)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -290,8 +203,8 @@ def test_pixel_guard_refuses_before_decoding():
 
 def test_shard_fake_source_verifies_and_is_reproducible(tmp_path, use_fake):
     use_fake(*fake_dataset())
-    s1 = shards.write_shards([tmp_path / "src"], cfg(tmp_path / "a", resolutions=(32, 16)))
-    s2 = shards.write_shards([tmp_path / "src"], cfg(tmp_path / "b", resolutions=(16, 32),
+    s1 = write_shards([tmp_path / "src"], cfg(tmp_path / "a", resolutions=(32, 16)))
+    s2 = write_shards([tmp_path / "src"], cfg(tmp_path / "b", resolutions=(16, 32),
                                                      workers=2))
     assert s1.counts == s2.counts == {"train": 22, "val": 2} and s1.rejected == 0
     a, b = all_files(tmp_path / "a"), all_files(tmp_path / "b")
@@ -316,10 +229,10 @@ def test_bad_samples_are_skipped_and_reported(tmp_path, use_fake):
         fake_sample(rng, 2, 34, mask=jpeg(noise(rng, 16, 1))),  # mismatched size
         fake_sample(rng, 2, 35, fgbg=jpeg(noise(rng, 32, 1))),  # wrong channels
         fake_sample(rng, 9, 36),  # bg 9 has no background
-        FakeProblem("fg_bg/002/001/099.jpg", "no mask file"),  # refused by the reader
+        Problem("fg_bg/002/001/099.jpg", "no mask file"),  # refused by the reader
     ]
     use_fake(bgs, items + bad)
-    summary = shards.write_shards([tmp_path / "src"], cfg(tmp_path / "out"))
+    summary = write_shards([tmp_path / "src"], cfg(tmp_path / "out"))
     assert summary.written == 12 and summary.rejected == 7
     lines = [json.loads(x) for x in (tmp_path / "out/rejects.jsonl").read_text().splitlines()]
     assert sorted(r["path"] for r in lines) == sorted(s.path for s in bad)
@@ -336,20 +249,20 @@ def test_strict_stops_at_the_first_bad_sample(tmp_path, use_fake):
     bgs, items = fake_dataset(n_bg=1, per_bg=3)
     use_fake(bgs, items + [fake_sample(rng, 1, 9, depth=b"")])
     with pytest.raises(DepthkitError, match=r"fg_bg/001/001/009\.jpg: depth: empty file"):
-        shards.write_shards([tmp_path / "src"], cfg(tmp_path / "out", strict=True))
+        write_shards([tmp_path / "src"], cfg(tmp_path / "out", strict=True))
     assert not (tmp_path / "out" / schema.MANIFEST_NAME).exists()
 
 
 def test_subsets_by_background_and_limit(tmp_path, use_fake):
     use_fake(*fake_dataset(n_bg=4, per_bg=5))
-    s = shards.write_shards([tmp_path / "src"], cfg(tmp_path / "a", bgs=(2, 4)))
+    s = write_shards([tmp_path / "src"], cfg(tmp_path / "a", bgs=(2, 4)))
     keys = _keys(tmp_path / "a", 32)
     assert s.written == 10 and {int(k[1:7]) for k in keys} == {2, 4}
-    s = shards.write_shards([tmp_path / "src"], cfg(tmp_path / "b", limit=7))
+    s = write_shards([tmp_path / "src"], cfg(tmp_path / "b", limit=7))
     assert s.written == 7 and _keys(tmp_path / "b", 32) == sorted(
         schema.sample_key(b, 1, n) for b in range(1, 5) for n in range(1, 6))[:7]
     with pytest.raises(DepthkitError, match="--bgs"):
-        shards.write_shards([tmp_path / "src"], cfg(tmp_path / "c", bgs=(7,)))
+        write_shards([tmp_path / "src"], cfg(tmp_path / "c", bgs=(7,)))
 
 
 def _keys(root: Path, res: int) -> list[str]:
@@ -367,15 +280,15 @@ def test_refuses_a_foreign_non_empty_output_folder(tmp_path, use_fake):
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "notes.txt").write_text("mine")
     with pytest.raises(DepthkitError, match="not empty"):
-        shards.write_shards([tmp_path / "src"], cfg(tmp_path / "home"))
+        write_shards([tmp_path / "src"], cfg(tmp_path / "home"))
     assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["notes.txt"]
 
 
 def test_rerun_after_failure_after_k_shards_keeps_them_and_matches(tmp_path, use_fake,
                                                                    monkeypatch):
     use_fake(*fake_dataset(n_bg=3, per_bg=10))
-    shards.write_shards([tmp_path / "src"], cfg(tmp_path / "ref"))
-    real = shards._finish_shard
+    write_shards([tmp_path / "src"], cfg(tmp_path / "ref"))
+    real = spill_path.finish_shard
     calls = []
 
     def failing(*args, **kw):
@@ -384,26 +297,26 @@ def test_rerun_after_failure_after_k_shards_keeps_them_and_matches(tmp_path, use
         calls.append(1)
         return real(*args, **kw)
 
-    monkeypatch.setattr(shards, "_finish_shard", failing)
+    monkeypatch.setattr(spill_path, "finish_shard", failing)
     with pytest.raises(KeyboardInterrupt):
-        shards.write_shards([tmp_path / "src"], cfg(tmp_path / "out"))
-    monkeypatch.setattr(shards, "_finish_shard", real)
+        write_shards([tmp_path / "src"], cfg(tmp_path / "out"))
+    monkeypatch.setattr(spill_path, "finish_shard", real)
     assert not (tmp_path / "out" / schema.MANIFEST_NAME).exists()
-    summary = shards.write_shards([tmp_path / "src"], cfg(tmp_path / "out"))
+    summary = write_shards([tmp_path / "src"], cfg(tmp_path / "out"))
     assert summary.shards_kept == 2 and summary.shards_written == 5
     assert all_files(tmp_path / "out") == all_files(tmp_path / "ref")
     # a damaged finished shard is noticed on the next run and rewritten
     tar = tmp_path / "out/32/train-000001.tar"
     tar.write_bytes(tar.read_bytes()[:-1] + b"!")
-    summary = shards.write_shards([tmp_path / "src"], cfg(tmp_path / "out"))
+    summary = write_shards([tmp_path / "src"], cfg(tmp_path / "out"))
     assert summary.shards_kept == 6 and summary.shards_written == 1
     assert all_files(tmp_path / "out") == all_files(tmp_path / "ref")
 
 
 def test_rerun_after_interrupted_conversion_resumes(tmp_path, use_fake, monkeypatch):
     use_fake(*fake_dataset(n_bg=3, per_bg=20))
-    shards.write_shards([tmp_path / "src"], cfg(tmp_path / "ref", checkpoint_s=0))
-    real = shards.Buckets.append
+    write_shards([tmp_path / "src"], cfg(tmp_path / "ref", checkpoint_s=0))
+    real = Buckets.append
     seen = []
 
     def failing(self, shard, record):
@@ -412,31 +325,31 @@ def test_rerun_after_interrupted_conversion_resumes(tmp_path, use_fake, monkeypa
         seen.append(1)
         real(self, shard, record)
 
-    monkeypatch.setattr(shards.Buckets, "append", failing)
+    monkeypatch.setattr(Buckets, "append", failing)
     with pytest.raises(KeyboardInterrupt):
-        shards.write_shards([tmp_path / "src"], cfg(tmp_path / "out", checkpoint_s=0))
-    monkeypatch.setattr(shards.Buckets, "append", real)
+        write_shards([tmp_path / "src"], cfg(tmp_path / "out", checkpoint_s=0))
+    monkeypatch.setattr(Buckets, "append", real)
     journal = json.loads((tmp_path / "out/.work/journal.json").read_text())
     assert 0 < journal["spill"]["consumed"] < 60
-    summary = shards.write_shards([tmp_path / "src"], cfg(tmp_path / "out", checkpoint_s=0))
+    summary = write_shards([tmp_path / "src"], cfg(tmp_path / "out", checkpoint_s=0))
     assert summary.resumed > 0
     assert all_files(tmp_path / "out") == all_files(tmp_path / "ref")
 
 
 def test_other_arguments_start_afresh_and_remove_stale_shards(tmp_path, use_fake):
     use_fake(*fake_dataset(n_bg=3, per_bg=10))
-    shards.write_shards([tmp_path / "src"], cfg(tmp_path / "out", shard_size=4))
+    write_shards([tmp_path / "src"], cfg(tmp_path / "out", shard_size=4))
     assert (tmp_path / "out/32/train-000006.tar").exists()
-    shards.write_shards([tmp_path / "src"], cfg(tmp_path / "out", shard_size=10))
-    shards.write_shards([tmp_path / "src"], cfg(tmp_path / "ref", shard_size=10))
+    write_shards([tmp_path / "src"], cfg(tmp_path / "out", shard_size=10))
+    write_shards([tmp_path / "src"], cfg(tmp_path / "ref", shard_size=10))
     assert not (tmp_path / "out/32/train-000006.tar").exists()
     assert all_files(tmp_path / "out") == all_files(tmp_path / "ref")
 
 
 def test_cli_parses_lists_with_one_line_errors():
-    assert shards.parse_int_list("64, 128,224", "--res") == (64, 128, 224)
+    assert parse_int_list("64, 128,224", "--res") == (64, 128, 224)
     with pytest.raises(DepthkitError, match="--res"):
-        shards.parse_int_list("64,big", "--res")
+        parse_int_list("64,big", "--res")
 
 
 # ----------------------------------------------------------------------------- real layout
@@ -448,9 +361,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-def _shard_real(src: Path, out: Path, **kw) -> shards.ShardSummary:
+def _shard_real(src: Path, out: Path, **kw) -> ShardSummary:
     base = {"out": out, "resolutions": (64,), "shard_size": 8, "workers": 0, "progress": False}
-    return shards.write_shards([src], shards.ShardConfig(**{**base, **kw}))
+    return write_shards([src], ShardConfig(**{**base, **kw}))
 
 
 def test_synth_shard_verify_by_cli_and_bytes_are_copied(synth_root, tmp_path):
@@ -601,10 +514,10 @@ def test_hostile_member_names_never_write_outside_out(synth_root, tmp_path):
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-from depthkit.shard import run as shards
+from depthkit.shard import ShardConfig, direct, run, spill_path, write_shards
+from depthkit.shard.spill import Buckets
 from depthkit.shard.tario import AtomicTar
 target, k = sys.argv[3], int(sys.argv[4])
-shards.BATCH = 4  # several conversion checkpoints even in 24 samples
 calls = [0]
 def hooked(real):
     def hook(*a):
@@ -614,15 +527,16 @@ def hooked(real):
         return real(*a)
     return hook
 if target == "append":  # the spill path (sequential sources), forced on this folder
-    shards._random_access = lambda source: False
-    shards.Buckets.append = hooked(shards.Buckets.append)
+    run.is_random_access = lambda source: False
+    Buckets.append = hooked(Buckets.append)
 elif target == "fragment":  # the direct path, in the middle of a shard
     AtomicTar.add_fragment = hooked(AtomicTar.add_fragment)
 else:  # either path, just before a shard is committed
-    shards._commit_shard = hooked(shards._commit_shard)
-shards.write_shards([Path(sys.argv[1])], shards.ShardConfig(
+    direct.commit_shard = hooked(direct.commit_shard)
+    spill_path.commit_shard = hooked(spill_path.commit_shard)
+write_shards([Path(sys.argv[1])], ShardConfig(
     out=Path(sys.argv[2]), resolutions=(32, 64), shard_size=4, workers=0, progress=False,
-    checkpoint_s=0))
+    checkpoint_s=0, batch=4))  # batch 4: several conversion checkpoints even in 24 samples
 """
 
 
@@ -631,20 +545,20 @@ shards.write_shards([Path(sys.argv[1])], shards.ShardConfig(
 def test_killed_run_reruns_to_identical_output(synth_root, tmp_path, monkeypatch, target, k,
                                                kept):
     if target == "append":
-        monkeypatch.setattr(shards, "_random_access", lambda source: False)
+        monkeypatch.setattr(run, "is_random_access", lambda source: False)
 
-    def run(out: Path) -> shards.ShardSummary:
-        return shards.write_shards([synth_root], shards.ShardConfig(
+    def shard(out: Path) -> ShardSummary:
+        return write_shards([synth_root], ShardConfig(
             out=out, resolutions=(32, 64), shard_size=4, workers=0, progress=False))
 
-    run(tmp_path / "ref")
+    shard(tmp_path / "ref")
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     r = subprocess.run([sys.executable, str(script), str(synth_root), str(tmp_path / "out"),
                         target, str(k)], capture_output=True, text=True, timeout=300)
     assert r.returncode == -9, r.stderr  # really killed, no cleanup ran
     assert not (tmp_path / "out" / schema.MANIFEST_NAME).exists()
-    summary = run(tmp_path / "out")
+    summary = shard(tmp_path / "out")
     if target == "append":
         assert summary.resumed > 0
     assert summary.shards_kept == kept
@@ -671,7 +585,7 @@ def test_direct_and_spill_paths_and_worker_counts_give_identical_files(synth_roo
             z.write(p, p.relative_to(src).as_posix())
 
     def files(source: Path, out: str, workers: int) -> dict[str, bytes]:
-        shards.write_shards([source], shards.ShardConfig(
+        write_shards([source], ShardConfig(
             out=tmp_path / out, resolutions=(32, 64), shard_size=5, workers=workers,
             progress=False))
         got = all_files(tmp_path / out)
@@ -685,6 +599,6 @@ def test_direct_and_spill_paths_and_worker_counts_give_identical_files(synth_roo
     assert fgbg[0].relative_to(src).as_posix() in rejects and "mask missing" in rejects
     assert files(src, "direct2", 2) == direct
     assert files(zpath, "zip2", 2) == direct
-    monkeypatch.setattr(shards, "_random_access", lambda source: False)
+    monkeypatch.setattr(run, "is_random_access", lambda source: False)
     assert files(src, "spill", 0) == direct
     assert files(src, "spill2", 2) == direct

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from depthkit.core.errors import DepthkitError
-from depthkit.source.layout import fg_index, is_flipped
+from depthkit.source.naming import fg_index, is_flipped
 from depthkit.synth.dataset import (
     SynthConfig,
     group_of,
@@ -215,7 +215,8 @@ def test_cli_writes_the_7z_set_the_reader_enumerates(tmp_path):
                           "--workers", "1", "--quiet"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "synth: 16 samples" in run.stderr
-    from depthkit.source.layout import Sample, open_source
+    from depthkit.source.open import open_source
+    from depthkit.source.sample import Sample
 
     with open_source(out) as src:
         assert sum(isinstance(s, Sample) for s in src.samples()) == 16

@@ -9,8 +9,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from depthkit.model.networks import create_model
-from depthkit.train.loop import LoaderRequest, Stage, TrainConfig, fit, tensor_loader_factory
+from depthkit.loader.batches import LoaderRequest
+from depthkit.loader.memory import tensor_loader_factory
+from depthkit.model import create_model
+from depthkit.train import Stage, TrainConfig, fit
 
 N_SAMPLES = 48
 WORLD = 2

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from depthkit.core.errors import DepthkitError
-from depthkit.train.losses import LossConfig, lovasz_hinge_loss, mask_loss_fn, soft_dice_loss
+from depthkit.train.config import LossConfig
+from depthkit.train.losses import lovasz_hinge_loss, mask_loss_fn, soft_dice_loss
 
 
 def _square(n: int = 4) -> torch.Tensor:

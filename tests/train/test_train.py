@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from depthkit.core.errors import DepthkitError
+from depthkit.loader.memory import tensor_loader_factory
+from depthkit.model import count_parameters, create_model, parse_model_options
 from depthkit.model.checkpoint import (
     capture_rng,
     load_checkpoint,
@@ -21,16 +23,8 @@ from depthkit.model.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from depthkit.model.networks import count_parameters, create_model, parse_model_options
 from depthkit.shard.schema import FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME
-from depthkit.train.loop import (
-    Stage,
-    TrainConfig,
-    fit,
-    parse_schedule,
-    tensor_loader_factory,
-)
-from depthkit.train.losses import LossConfig, build_criterion
+from depthkit.train import LossConfig, Stage, TrainConfig, build_criterion, fit, parse_schedule
 
 STATS = {"mean": [0.5] * 3, "std": [0.25] * 3}
 NORM = {"bg": STATS, "fgbg": STATS}
@@ -278,7 +272,7 @@ def test_shard_run_resumes_mid_epoch_like_an_uninterrupted_one(
 
 
 def test_amp_on_cpu_uses_bf16_and_still_learns(tmp_path: Path, data) -> None:
-    from depthkit.train.loop import pick_amp_dtype
+    from depthkit.train.runtime import pick_amp_dtype
 
     assert pick_amp_dtype(TrainConfig(shards=tmp_path, amp=True), torch.device("cpu")) is (
         torch.bfloat16)

@@ -1,0 +1,96 @@
+"""A run's checkpoints: `CheckpointSaver` writes last.pt / best.pt, `resume_state` reads one back.
+
+Resume semantics: a checkpoint taken at the resolution the run is at continues exactly where
+it stopped (epoch, step, batch within the epoch, optimiser, LR schedule, scaler, RNG); a
+checkpoint from another resolution (the original's `--res 128 --resume ...`) seeds the weights
+of a new stage whose optimiser and LR schedule start fresh. The file format is
+depthkit.model.checkpoint's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from depthkit.core.errors import DepthkitError
+from depthkit.model.checkpoint import capture_rng, restore_rng, save_checkpoint, unwrap
+from depthkit.train.config import TrainConfig, config_record
+from depthkit.train.loop import TrainState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a checkpoint records about the model, so `load_model` can rebuild it."""
+
+    name: str
+    kwargs: dict[str, Any]
+    params: int
+
+
+class CheckpointSaver:
+    """Writes <out>/<name> with the weights, training state and meta; rank 0 only, atomic."""
+
+    def __init__(self, cfg: TrainConfig, model: ModelSpec, enabled: bool) -> None:
+        self.out, self.model, self.enabled = Path(cfg.out), model, enabled
+        self.config = config_record(cfg)
+
+    def save(self, name: str, state: TrainState, res: int, norm: dict[str, Any],
+             val: dict[str, float] | None = None) -> Path | None:
+        """Write <out>/<name> for training at `res` px with `norm`; None on other ranks."""
+        if not self.enabled:
+            return None
+        meta = {
+            "model_name": self.model.name, "model_kwargs": self.model.kwargs, "res": res,
+            "norm": norm, "epoch": state.epoch, "step": state.step,
+            "batch_in_epoch": state.batch_in_epoch, "best": state.best,
+            "config": self.config, "val": val or {}, "params": self.model.params,
+        }
+        path = self.out / name
+        save_checkpoint(path, {
+            "model": unwrap(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
+            "meta": meta, "rng": capture_rng(),
+        })
+        return path
+
+
+def continues_run(cfg: TrainConfig, meta: dict[str, Any]) -> bool:
+    """True if the checkpoint is this run mid-way (same stage), False if it seeds a new stage."""
+    stage = cfg.stage_at(int(meta["epoch"]))
+    if stage is not None and stage.res == int(meta["res"]):
+        return True
+    # at the first stage's resolution with nothing left to train: the run is finished
+    return int(meta["res"]) == cfg.stages[0].res and int(meta["epoch"]) >= cfg.total_epochs
+
+
+def resume_state(state: TrainState, ck: dict[str, Any], cfg: TrainConfig) -> None:
+    """Continue the checkpointed run, or start a new stage from its weights (see module)."""
+    meta = ck["meta"]
+    if not continues_run(cfg, meta):
+        state.step = int(meta["step"])  # TensorBoard curves continue; epochs count afresh
+        log.info("new stage: weights from %s (%s px, epoch %s); optimiser and LR schedule "
+                 "start fresh at %d px", cfg.resume, meta["res"], meta["epoch"],
+                 cfg.stages[0].res)
+        return
+    try:
+        state.optimizer.load_state_dict(ck["optimizer"])
+        state.scheduler.load_state_dict(ck["scheduler"])
+        if ck.get("scaler"):
+            state.scaler.load_state_dict(ck["scaler"])
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise DepthkitError(
+            f"--resume {cfg.resume}: optimiser/scheduler state does not fit this "
+            f"run (--optimizer {cfg.optimizer}?): {str(err).splitlines()[0]}"
+        ) from None
+    state.epoch, state.step = int(meta["epoch"]), int(meta["step"])
+    state.batch_in_epoch = int(meta.get("batch_in_epoch", 0))
+    state.best = float(meta.get("best", math.inf))
+    if "rng" in ck:
+        restore_rng(ck["rng"])
+    log.info("resumed %s at epoch %d, step %d (+%d batches)",
+             cfg.resume, state.epoch, state.step, state.batch_in_epoch)

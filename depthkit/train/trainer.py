@@ -1,0 +1,256 @@
+"""`fit(TrainConfig)`: runs the stages (res, epochs) of `train_one_epoch` and `validate`, with
+AMP, checkpoints, TensorBoard and DDP (rank 0 alone logs and writes). `Trainer` owns one run.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from depthkit.core.errors import DepthkitError
+from depthkit.core.progress import progress_bar
+from depthkit.loader.batches import BatchSource, LoaderFactory, LoaderRequest
+from depthkit.model import (
+    count_parameters,
+    create_model,
+    forward_flops,
+    model_kwargs,
+    resolve_name,
+)
+from depthkit.model.checkpoint import build_model_from, load_checkpoint, unwrap
+from depthkit.train.board import Board, Throughput, image_grid
+from depthkit.train.checkpoints import CheckpointSaver, ModelSpec, resume_state
+from depthkit.train.config import Stage, TrainConfig
+from depthkit.train.data import shard_loader_factory
+from depthkit.train.loop import TrainState, train_one_epoch, validate
+from depthkit.train.losses import build_criterion
+from depthkit.train.optim import build_optimizer, build_scheduler
+from depthkit.train.runtime import Runtime, distributed_runtime
+from depthkit.train.summary import summary_line
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: TrainConfig, ck: dict[str, Any] | None) -> tuple[nn.Module, ModelSpec]:
+    """The run's model: the resumed checkpoint's (if it is the model asked for), else a new one."""
+    if ck is None:
+        name = resolve_name(cfg.model)
+        kwargs = model_kwargs(cfg.model, **cfg.model_options)
+        model = create_model(name, **kwargs)
+    else:
+        name = ck["meta"]["model_name"]
+        if cfg.model != "default" and resolve_name(cfg.model) != name:
+            raise DepthkitError(
+                f"--resume {cfg.resume} holds model '{name}', not --model {cfg.model}"
+            )
+        model = build_model_from(ck, cfg.resume)
+        kwargs = dict(ck["meta"]["model_kwargs"])
+    return model, ModelSpec(name, kwargs, count_parameters(model))
+
+
+class Trainer:
+    """Owns one run: the state, the loaders per stage, logging and checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime, make_loader: LoaderFactory) -> None:
+        self.cfg, self.rt, self.make_loader = cfg, rt, make_loader
+        self.master = rt.dist.is_master
+        self.criterion = build_criterion(cfg.loss)
+        self.val_loaders: dict[int, BatchSource] = {}
+        self.board = Board(cfg, enabled=self.master)
+        self.speed = Throughput()  # samples/s between scalar logs
+        self.history: list[dict[str, Any]] = []
+        self.res = cfg.stages[0].res  # of the stage being trained (recorded in checkpoints)
+        self.norm: dict[str, Any] = {}  # the loader's normalisation (idem)
+
+        ck = load_checkpoint(cfg.resume) if cfg.resume else None
+        model, self.model_spec = build_model(cfg, ck)
+        self.flops = {s.res: forward_flops(model, s.res) for s in cfg.stages}
+        self.saver = CheckpointSaver(cfg, self.model_spec, enabled=self.master)
+        model = model.to(rt.device)
+        if rt.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.train_loaders = {s.res: self._loader("train", s.res, train=True)
+                              for s in cfg.stages}
+        self.state = self._new_state(model)
+        if ck is not None:
+            resume_state(self.state, ck, cfg)
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _loader(self, split: str, res: int, train: bool) -> BatchSource:
+        cfg = self.cfg
+        return self.make_loader(LoaderRequest(
+            split=split, res=res, batch_size=cfg.batch_for(res), train=train, dist=self.rt.dist,
+            device=str(self.rt.device), seed=cfg.seed, num_threads=cfg.num_threads,
+            channels_last=self.rt.channels_last,
+        ))
+
+    def _new_state(self, model: nn.Module) -> TrainState:
+        """Optimiser, LR schedule (planned over every stage's steps) and grad scaler."""
+        cfg, rt = self.cfg, self.rt
+        total_steps = sum(s.epochs * len(self.train_loaders[s.res]) for s in cfg.stages)
+        opt = build_optimizer(cfg, model)
+        sched, per_step = build_scheduler(cfg, opt, total_steps)
+        scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
+        return TrainState(self._wrap(model), opt, sched, scaler, per_step_scheduler=per_step)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """torch.compile first, then DDP (as nanoGPT does); `unwrap` undoes both."""
+        if self.cfg.compile:
+            model = torch.compile(model)
+        if self.rt.dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        return model
+
+    def save(self, name: str, val: dict[str, float] | None = None) -> Path | None:
+        """Write <out>/<name> (rank 0 only)."""
+        return self.saver.save(name, self.state, self.res, self.norm, val)
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Run every remaining epoch of every stage; returns the history and final metrics."""
+        cfg, s = self.cfg, self.state
+        self.board.open()
+        if self.master:
+            flops = ", ".join(f"{r} px {f / 1e9:.2f}" for r, f in self.flops.items())
+            log.info("model %s: %s parameters; forward GFLOPs/sample: %s",
+                     self.model_spec.name, f"{self.model_spec.params:,}", flops)
+        start = time.perf_counter()
+        try:
+            while s.epoch < cfg.total_epochs and not self._out_of_steps():
+                self._run_epoch()
+        finally:
+            self.board.close()
+        return {"history": self.history, "epochs": s.epoch, "steps": s.step,
+                "master": self.master, "model": unwrap(s.model),
+                "seconds": time.perf_counter() - start, "best_val_loss": s.best,
+                "params": self.model_spec.params, "flops": self.flops}
+
+    def _out_of_steps(self) -> bool:
+        return self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps
+
+    def _run_epoch(self) -> None:
+        """One epoch of the current stage; a run stopped mid-epoch saves where it is."""
+        stage = self.cfg.stage_at(self.state.epoch)
+        assert stage is not None
+        loader = self._enter(stage)
+        means, seconds = self._train(stage, loader)
+        if self._out_of_steps() and self.state.batch_in_epoch < len(loader):
+            self.save("last.pt")  # stopped mid-epoch: resumable from this batch
+            self.history.append({"epoch": self.state.epoch, "res": stage.res, "partial": True,
+                                 **means})
+            return
+        self.state.finish_epoch()
+        self._close_epoch(stage, means, seconds)
+
+    def _enter(self, stage: Stage) -> BatchSource:
+        """The stage's training loader, set to this epoch; checkpoints now record its res."""
+        self.res = stage.res
+        loader = self.train_loaders[stage.res]
+        self.norm = dict(getattr(loader, "norm", {}) or {})
+        loader.set_epoch(self.state.epoch)
+        return loader
+
+    def _global_batch(self, stage: Stage) -> int:
+        return self.cfg.batch_for(stage.res) * self.rt.dist.world_size
+
+    def _train(self, stage: Stage, loader: BatchSource) -> tuple[dict[str, float], float]:
+        """The rest of this epoch (a resumed one skips its trained batches) under a progress
+        bar counting samples of all ranks; returns the mean losses and the seconds taken."""
+        cfg, s = self.cfg, self.state
+        skip, s.batch_in_epoch = s.batch_in_epoch, 0
+        bsz = self._global_batch(stage)
+        label = f"epoch {s.epoch + 1}/{cfg.total_epochs} @ {stage.res}px"
+        self.speed.reset()
+        t0 = time.perf_counter()
+        with progress_bar(label, total=len(loader) * bsz, unit="samples",
+                          enabled=self.master) as advance:
+            advance(skip * bsz)
+            means = train_one_epoch(s, loader, self.criterion, self.rt, skip=skip,
+                                    max_steps=cfg.max_steps,
+                                    on_step=functools.partial(self._on_step, advance=advance))
+        return means, time.perf_counter() - t0
+
+    def _on_step(self, state: TrainState, batch: dict[str, Tensor], out: dict[str, Tensor],
+                 loss: Tensor, parts: dict[str, Tensor], advance: Callable[..., None]) -> None:
+        """After each optimiser step: progress, scalars, image grid and last.pt, each at its
+        interval."""
+        cfg = self.cfg
+        bsz = batch["bg"].shape[0] * self.rt.dist.world_size
+        self.speed.add(bsz)
+        fields: dict[str, Any] = {}
+        if cfg.log_every and state.step % cfg.log_every == 0:
+            fields = self._log_step(state, loss, parts)
+        advance(bsz, **fields)
+        if cfg.image_every and state.step % cfg.image_every == 0:
+            self.board.image("train/samples", lambda: image_grid(batch, out, self.norm),
+                             state.step)
+        if cfg.save_every and state.step % cfg.save_every == 0:
+            self.save("last.pt")
+
+    def _log_step(self, state: TrainState, loss: Tensor,
+                  parts: dict[str, Tensor]) -> dict[str, str]:
+        """Step scalars to TensorBoard; returns the loss and LR for the progress bar."""
+        # .item() is a CPU-GPU sync point: only every log_every steps.
+        rate = self.speed.rate()
+        lr = state.optimizer.param_groups[0]["lr"]
+        if self.board.active:
+            self.board.scalars("train", {
+                "loss": loss.item(), "loss_mask": parts["mask"].item(),
+                "loss_depth": parts["depth"].item(), "lr": lr, "samples_per_s": rate,
+            }, state.step)
+        return {"loss": f"{loss.item():.4f}", "lr": f"{lr:.2e}"}
+
+    def _close_epoch(self, stage: Stage, means: dict[str, float], seconds: float) -> None:
+        """Validate (every val_every epochs), log, save last.pt and record the epoch."""
+        cfg, s = self.cfg, self.state
+        record: dict[str, Any] = {
+            "epoch": s.epoch, "res": stage.res, "seconds": seconds,
+            "samples_per_s": means["batches"] * self._global_batch(stage) / max(seconds, 1e-9),
+            **{f"train_{k}": v for k, v in means.items()}}
+        val = None
+        if cfg.val_every and s.epoch % cfg.val_every == 0:
+            val = self._validate(stage)
+            record.update({f"val_{k}": v for k, v in val.items()})
+        self.board.scalars("train", {"epoch_samples_per_s": record["samples_per_s"]}, s.step)
+        self.save("last.pt", val)
+        self.history.append(record)
+        if self.master:
+            log.info("epoch %d/%d @ %d px: %s", s.epoch, cfg.total_epochs, stage.res,
+                     summary_line(record))
+
+    def _validate(self, stage: Stage) -> dict[str, float]:
+        """Validation at the stage's resolution; a new best loss also writes best.pt."""
+        if stage.res not in self.val_loaders:
+            self.val_loaders[stage.res] = self._loader("val", stage.res, train=False)
+        val = validate(self.state.model, self.val_loaders[stage.res], self.criterion, self.rt)
+        self.board.scalars("val", val, self.state.step)
+        if val["loss"] < self.state.best:
+            self.state.best = val["loss"]
+            self.save("best.pt", val)
+        return val
+
+
+def fit(cfg: TrainConfig, make_loader: LoaderFactory | None = None) -> dict[str, Any]:
+    """Train as `cfg` says (single process or one torchrun rank); returns a summary dict.
+
+    `make_loader` defaults to the DALI shard pipeline; tests pass in-memory loaders
+    (depthkit.loader.memory.tensor_loader_factory).
+    """
+    if not cfg.stages:
+        raise DepthkitError("no training stages (give --res/--epochs or --schedule)")
+    with distributed_runtime(cfg) as rt:
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts)
+        factory = make_loader or shard_loader_factory(cfg)
+        return Trainer(cfg, rt, factory).fit()
