@@ -23,11 +23,11 @@ from depthkit.cli_options import (
     Opt,
     command,
     config_from,
-    config_from_values,
     config_opts,
 )
 from depthkit.core.errors import DepthkitError
 from depthkit.demo import DemoConfig
+from depthkit.eval.config import EvalConfig, PredictConfig
 from depthkit.shard import ShardConfig, parse_int_list
 from depthkit.synth import SynthConfig
 from depthkit.train.config import TrainConfig
@@ -136,40 +136,19 @@ def train(args: SimpleNamespace) -> None:
         typer.echo(summary, err=True)
 
 
-# EvalConfig and PredictConfig live in modules that import torch, which the CLI loads only for
-# the command that needs it; so these two lists spell out the configs' defaults.
-EVAL_OPTS = [
-    Opt("checkpoint", Path, help="Checkpoint (.pt).", flags=("--checkpoint", "-c")),
-    Opt("shards", Path, help="Shard folder.", flags=("--shards", "-s")),
-    Opt("split", str, "val", "Split to evaluate: val or train."),
-    Opt("res", int | None, None, "Model resolution (default: the checkpoint's)."),
-    Opt("shard_res", int | None, None, "Shard copy to read (default: --res if held, else "
-        "largest)."),
+EVAL_OUTPUTS = [
     Opt("json_out", Path | None, None, "Write the metrics as JSON here.", ("--json",)),
     Opt("grid", Path | None, None, "Write a picture grid (PNG) of a few samples here."),
-    Opt("grid_samples", int, 8, "Rows of the picture grid."),
-    Opt("batch_size", int, 32, "Samples per batch."),
-    Opt("limit", int | None, None, "Stop after N samples."),
-    Opt("device", str, "auto", "auto, cpu or cuda[:N]."),
-]
-
-PREDICT_OPTS = [
-    Opt("checkpoint", Path, help="Checkpoint (.pt).", flags=("--checkpoint", "-c")),
-    Opt("bg", Path, help="Background image, or a folder of them."),
-    Opt("fgbg", Path, help="Composite image, or a folder (names match --bg)."),
-    Opt("out", Path, help="Output folder.", flags=("--out", "-o")),
-    Opt("res", int | None, None, "Model resolution (default: the checkpoint's)."),
-    Opt("device", str, "auto", "auto, cpu or cuda[:N]."),
 ]
 
 
-@command(app, "eval", EVAL_OPTS)
+@command(app, "eval", [*config_opts(EvalConfig), *EVAL_OUTPUTS])
 def eval_cmd(args: SimpleNamespace) -> None:
     """Mask IoU/Dice/accuracy and depth RMSE/MAE/abs_rel/delta/SSIM of a checkpoint."""
     from depthkit.core.progress import progress_bar
-    from depthkit.eval import EvalConfig, format_table, prepare, run_eval, write_grid, write_json
+    from depthkit.eval import format_table, prepare, run_eval, write_grid, write_json
 
-    run = prepare(config_from_values(EvalConfig, vars(args)))
+    run = prepare(config_from(EvalConfig, vars(args)))
     with progress_bar(f"eval {args.split}", total=run.total) as advance:
         result = run_eval(run, progress=advance)
     typer.echo(format_table(result))
@@ -181,13 +160,13 @@ def eval_cmd(args: SimpleNamespace) -> None:
         typer.echo(f"grid:    {args.grid}")
 
 
-@command(app, "predict", PREDICT_OPTS)
+@command(app, "predict", config_opts(PredictConfig))
 def predict_cmd(args: SimpleNamespace) -> None:
     """Predict mask and depth for (bg, fgbg) pairs of any size; writes PNGs to --out."""
     from depthkit.core.progress import progress_bar
-    from depthkit.eval import PredictConfig, prepare_predict, run_predict
+    from depthkit.eval import prepare_predict, run_predict
 
-    run = prepare_predict(config_from_values(PredictConfig, vars(args)))
+    run = prepare_predict(config_from(PredictConfig, vars(args)))
     done = 0
     with progress_bar("predict", total=len(run.pairs), unit="pairs") as advance:
         for _ in run_predict(run):

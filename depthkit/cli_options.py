@@ -118,7 +118,3 @@ def config_from(cls: type, values: Mapping[str, Any], overrides: Overrides | Non
             kwargs[f.name] = value
     return cls(**kwargs)
 
-
-def config_from_values(cls: type, values: Mapping[str, Any]) -> Any:
-    """`cls` built from the values named like its fields (the others keep their defaults)."""
-    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})

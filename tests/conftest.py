@@ -1,5 +1,5 @@
-"""Shared fixtures. The layout block (owned by the layout engineer) comes first; others may
-append their own clearly separated blocks below it."""
+"""Shared fixtures: a tiny synthetic dataset in the original layout, its shards, and a toy
+checkpoint, each made once per test session and read-only for the tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from depthkit.synth.dataset import SynthConfig, synthesize
 
-# --- layout fixtures ---
 
 # 2 backgrounds x 3 foregrounds x 2 flips x 2 positions = 24 samples at 64 px.
 SYNTH_CONFIG = SynthConfig(bgs=2, fgs=3, positions=2, res=64, seed=0)
@@ -30,9 +29,7 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     synthesize(root, SYNTH_CONFIG, workers=1, progress=False)
     return root
 
-# --- end layout fixtures ---
 
-# --- shard fixtures ---
 
 SHARD_RESOLUTIONS = (32, 64)
 
@@ -49,9 +46,7 @@ def shard_root(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
                                            shard_size=8, workers=0, progress=False))
     return out
 
-# --- end shard fixtures ---
 
-# --- demo fixtures ---
 
 
 @pytest.fixture(scope="session")
@@ -65,4 +60,3 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                      grid_samples=2)
     return run_demo(cfg, say=lambda line: None).checkpoint
 
-# --- end demo fixtures ---

@@ -1,27 +1,56 @@
-"""Measuring a model: metrics, `depthkit eval` on shards, `depthkit predict` on image pairs."""
+"""Measuring a model: metrics, `depthkit eval` on shards, `depthkit predict` on image pairs.
 
-from depthkit.eval.evaluate import (
-    EvalConfig,
-    EvalResult,
-    evaluate,
-    format_table,
-    prepare,
-    run_eval,
-    write_grid,
-    write_json,
-)
-from depthkit.eval.metrics import MetricAccumulator, ssim_per_image
-from depthkit.eval.pictures import GRID_TITLES
-from depthkit.eval.predict import (
-    PREDICT_IMAGE_EXTS,
-    PredictConfig,
-    check_res,
-    predict_arrays,
-    prepare_predict,
-    run_predict,
-)
+The configs are torch-free; the rest load on first use, so the CLI can read `EvalConfig` and
+`PredictConfig` to build its commands without importing torch.
+"""
 
-__all__ = ["GRID_TITLES", "PREDICT_IMAGE_EXTS", "EvalConfig", "EvalResult", "MetricAccumulator",
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from depthkit.eval.config import EvalConfig, PredictConfig
+
+if TYPE_CHECKING:
+    from depthkit.eval.evaluate import (
+        EvalResult,
+        evaluate,
+        format_table,
+        prepare,
+        run_eval,
+        write_grid,
+        write_json,
+    )
+    from depthkit.eval.metrics import MetricAccumulator, ssim_per_image
+    from depthkit.eval.pictures import GRID_TITLES
+    from depthkit.eval.predict import (
+        PREDICT_IMAGE_EXTS,
+        check_res,
+        predict_arrays,
+        prepare_predict,
+        run_predict,
+    )
+
+_LAZY = {
+    **dict.fromkeys(("EvalResult", "evaluate", "format_table", "prepare", "run_eval",
+                     "write_grid", "write_json"), "depthkit.eval.evaluate"),
+    **dict.fromkeys(("MetricAccumulator", "ssim_per_image"), "depthkit.eval.metrics"),
+    "GRID_TITLES": "depthkit.eval.pictures",
+    **dict.fromkeys(("PREDICT_IMAGE_EXTS", "check_res", "predict_arrays", "prepare_predict",
+                     "run_predict"), "depthkit.eval.predict"),
+}
+
+__all__ = ["EvalConfig", "EvalResult", "GRID_TITLES", "MetricAccumulator", "PREDICT_IMAGE_EXTS",
            "PredictConfig", "check_res", "evaluate", "format_table", "predict_arrays", "prepare",
            "prepare_predict", "run_eval", "run_predict", "ssim_per_image", "write_grid",
            "write_json"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -26,26 +26,13 @@ from depthkit.core.dist import pick_device
 from depthkit.core.errors import DepthkitError
 from depthkit.core.images import make_grid, save_image_atomic
 from depthkit.core.normalization import denormalize_images
+from depthkit.eval.config import EvalConfig
 from depthkit.eval.metrics import MetricAccumulator
 from depthkit.eval.pictures import GRID_TITLES, grid_row
 from depthkit.eval.predict import check_res
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """Options of `depthkit eval`."""
-
-    checkpoint: Path
-    shards: Path
-    split: str = "val"
-    res: int | None = None  # model resolution; None = the checkpoint's
-    shard_res: int | None = None  # shard copy to read; None = see module docstring
-    batch_size: int = 32
-    device: str = "auto"
-    num_threads: int = 2
-    grid_samples: int = 8  # rows of the picture grid
-    limit: int | None = None  # stop after this many samples (quick looks); None = all
 
 
 @dataclass

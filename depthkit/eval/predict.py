@@ -30,6 +30,7 @@ from depthkit.core.dist import pick_device
 from depthkit.core.errors import DepthkitError
 from depthkit.core.images import colorize_depth, save_image_atomic, to_uint8
 from depthkit.core.normalization import normalize_images
+from depthkit.eval.config import PredictConfig
 from depthkit.eval.pictures import side_by_side
 from depthkit.shard.schema import MASK_THRESHOLD
 
@@ -41,16 +42,6 @@ ASPECT_TOLERANCE = 0.05  # bg and fgbg must show the same scene: aspect ratios w
 SIZE_MULTIPLE = 16  # model input sides must be divisible by this
 
 
-@dataclass(frozen=True)
-class PredictConfig:
-    """Options of `depthkit predict`."""
-
-    checkpoint: Path
-    bg: Path
-    fgbg: Path
-    out: Path
-    res: int | None = None  # model resolution; None = the checkpoint's
-    device: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from depthkit.core.errors import DepthkitError
+from depthkit.core.options import option as _opt
 
 # The original's batch sizes per resolution (Colab memory); other sizes scale by pixel count.
 ORIGINAL_BATCH = {64: 100, 128: 32, 224: 12}
-
-
-def _opt(default: Any, help: str, **cli: Any) -> Any:
-    """A field with a default and its command-line help (plus any CLI spelling in `cli`)."""
-    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass(frozen=True)
