@@ -9,7 +9,6 @@ import pytest
 
 from depthkit.synth.dataset import SynthConfig, synthesize
 
-
 # 2 backgrounds x 3 foregrounds x 2 flips x 2 positions = 24 samples at 64 px.
 SYNTH_CONFIG = SynthConfig(bgs=2, fgs=3, positions=2, res=64, seed=0)
 
