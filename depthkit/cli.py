@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import operator
 import os
+import signal
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +26,9 @@ from depthkit.cli_options import (
     config_from,
     config_opts,
 )
+from depthkit.core.diskspace import disk_full_from
 from depthkit.core.errors import DepthkitError
+from depthkit.core.workers import Terminated, stop_on_signals
 from depthkit.demo import DemoConfig
 from depthkit.eval.config import EvalConfig, PredictConfig
 from depthkit.shard import ShardConfig, parse_int_list
@@ -128,10 +131,17 @@ def verify(
 def train(args: SimpleNamespace) -> None:
     """Train a two-head mask + depth model on shards (DDP: torchrun -m depthkit train ...)."""
     from depthkit.train import fit, format_train_summary
+    from depthkit.train.interrupt import Interrupted, resume_command
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = config_from(TrainConfig, vars(args))
-    summary = format_train_summary(fit(cfg), cfg)
+    try:
+        result = fit(cfg)
+    except Interrupted as stop:  # Ctrl-C / SIGTERM: last.pt written at that step
+        if stop.checkpoint is not None:  # rank 0
+            typer.echo(f"{stop}; resume with: {resume_command(stop.checkpoint)}", err=True)
+        raise typer.Exit(stop.exit_code) from None
+    summary = format_train_summary(result, cfg)
     if summary:
         typer.echo(summary, err=True)
 
@@ -188,11 +198,23 @@ def demo_cmd(args: SimpleNamespace) -> None:
 
 def main() -> None:
     """Entry point of the `depthkit` console script."""
+    stop_on_signals()  # SIGTERM/SIGINT -> Terminated: pools shut down, temp files dropped
     try:
         app()
+    except Terminated as stop:
+        how = "terminated (SIGTERM)" if stop.signum == signal.SIGTERM else "interrupted (Ctrl-C)"
+        typer.secho(f"error: {how}; rerun the same command to resume", err=True,
+                    fg=typer.colors.RED)
+        sys.exit(stop.exit_code)
     except DepthkitError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)
+    except Exception as err:
+        full = disk_full_from(err)  # ENOSPC/EDQUOT that no writer turned into one line
+        if full is None:
+            raise
+        typer.secho(f"error: {full}", err=True, fg=typer.colors.RED)
+        sys.exit(2)

@@ -3,6 +3,7 @@ checkpoint, each made once per test session and read-only for the tests."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,82 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                      grid_samples=2)
     return run_demo(cfg, say=lambda line: None).checkpoint
 
+
+
+class SmallDisk:
+    """A pretend filesystem of `capacity` bytes under `root`, for disk-full tests.
+
+    Files opened for writing by depthkit's writers (atomic files, tars, spill buckets, the
+    zip writer) are buffered as usual, over a raw file whose writes fail with ENOSPC once
+    the bytes of the files under `root` would pass `capacity` (what fits is written first,
+    like a real disk; a later flush or close fails again). `shutil.disk_usage` reports what
+    is left. `undo()` frees the disk (removes the patches).
+    """
+
+    MODULES = ("depthkit.core.atomic", "depthkit.shard.tario", "depthkit.shard.spill")
+
+    def __init__(self, root: Path, capacity: int) -> None:
+        import importlib
+        import shutil
+        import types
+        import zipfile
+        from collections import namedtuple
+
+        self.root, self.capacity = Path(root), capacity
+        self.patch = pytest.MonkeyPatch()
+        for name in self.MODULES:
+            self.patch.setattr(importlib.import_module(name), "open", self.open, raising=False)
+        shim = types.SimpleNamespace(**{k: getattr(zipfile.io, k) for k in dir(zipfile.io)
+                                        if not k.startswith("__")})
+        shim.open = self.open
+        self.patch.setattr(zipfile, "io", shim)
+        usage = namedtuple("usage", "total used free")
+        self.patch.setattr(shutil, "disk_usage",
+                           lambda p: usage(capacity, self.used(), capacity - self.used()))
+
+    def used(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def open(self, file, mode="r", *args, **kwargs):  # noqa: ANN001, ANN201 - as builtins.open
+        import builtins
+        import io
+
+        if not any(c in mode for c in "wax+"):
+            return builtins.open(file, mode, *args, **kwargs)
+        raw = _LimitedFile(file, mode.replace("b", ""))
+        raw.disk = self
+        return io.BufferedRandom(raw) if "+" in mode else io.BufferedWriter(raw)
+
+    def undo(self) -> None:
+        self.patch.undo()
+
+
+class _LimitedFile(io.FileIO):
+    """A raw file whose writes stop at its SmallDisk's capacity."""
+
+    disk: SmallDisk
+
+    def write(self, data) -> int:  # noqa: ANN001
+        import errno
+
+        view = memoryview(data).cast("B")
+        room = self.disk.capacity - self.disk.used()
+        if len(view) > room:
+            if room > 0:
+                super().write(view[:room])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(view)
+
+
+@pytest.fixture
+def small_disk():
+    """`small_disk(root, capacity)`: a SmallDisk over `root` (undone after the test)."""
+    disks: list[SmallDisk] = []
+
+    def make(root: Path, capacity: int) -> SmallDisk:
+        disks.append(SmallDisk(root, capacity))
+        return disks[-1]
+
+    yield make
+    for disk in disks:
+        disk.undo()

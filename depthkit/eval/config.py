@@ -31,6 +31,8 @@ class EvalConfig:
     num_threads: int = 2  # loader threads
     grid_samples: int = option(8, "Rows of the picture grid.")
     limit: int | None = option(None, "Stop after N samples.")
+    verify: bool = option(False, "Run `depthkit verify` on the shards first (checksums, every "
+                          "image decoded); without it only a quick check of sizes and indexes.")
 
 
 @dataclass(frozen=True)

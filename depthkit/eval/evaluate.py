@@ -110,10 +110,13 @@ def prepare(cfg: EvalConfig) -> EvalRun:
     from depthkit.loader import LoaderConfig, build_loader
     from depthkit.model.checkpoint import load_model
     from depthkit.shard.manifest import load_manifest, resolutions
+    from depthkit.shard.preflight import verify_first
 
     manifest = load_manifest(cfg.shards)
     if cfg.split not in manifest.get("counts", {}) or cfg.split == "rejected":
         raise DepthkitError(f"--split {cfg.split}: the shards hold train and val")
+    if cfg.verify:  # build_loader below runs the quick pre-flight in any case
+        verify_first(cfg.shards)
     if cfg.res is not None:
         check_res(cfg.res)
     device = pick_device(cfg.device)

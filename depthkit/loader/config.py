@@ -43,6 +43,11 @@ class LoaderConfig:
     bg_bank: bool = True  # False decodes each sample's background again (for benchmarks)
     prefetch: int = 2  # DALI prefetch queue depth
     shuffle_buffer: int = 1024  # reader shuffle buffer (shards are shuffled at write time too)
+    # False: the reader reads the tars with plain file I/O. Memory-mapped, every page it has
+    # read counts in the process's RSS (file-backed and reclaimable, but RSS-based container
+    # limits and monitors see it grow to the bytes read: ~9 GB over a 400k-sample epoch);
+    # plain reads cost no measurable speed (docs/loader.md#memory).
+    mmap: bool = False
 
 
 def shard_range(total: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -54,6 +54,7 @@ class GraphSpec:
     bank: BackgroundBank
     bg_bank: bool
     norm: dict[str, dict[str, list[float]]]
+    mmap: bool = False  # LoaderConfig.mmap: memory-map the tars instead of reading them
 
 
 def read(g: GraphSpec) -> dict[str, Any]:
@@ -69,6 +70,7 @@ def read(g: GraphSpec) -> dict[str, Any]:
         random_shuffle=g.shuffle,
         initial_fill=g.shuffle_buffer,
         pad_last_batch=True,
+        dont_use_mmap=not g.mmap,
         name=READER_NAME,
     )
     return {f.name: nodes[i] for i, f in enumerate(READ_FIELDS)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from depthkit.loader.graph import BGID, OUTPUTS, READER_NAME, GraphSpec, define
 from depthkit.loader.photometric import IDENTITY, apply_color
 from depthkit.shard import schema
 from depthkit.shard.manifest import background_file, load_manifest, split_files
+from depthkit.shard.preflight import check_split_files, find_bad_sample
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +97,51 @@ class Loader:
         n = len(self)
         if n == 0:
             return
-        pipe = self.build_pipeline()
-        dali_iter = DALIGenericIterator(
-            [pipe],
-            list(OUTPUTS),
-            reader_name=READER_NAME,
-            last_batch_policy=LastBatchPolicy.PARTIAL,
-            auto_reset=False,
-        )
+        pipe = dali_iter = None
+        done = 0  # batches handed out: bounds where a failure's culprit can lie
         try:
-            for i, out in enumerate(dali_iter):
-                if i >= n:
+            pipe = self.build_pipeline()
+            dali_iter = DALIGenericIterator(
+                [pipe],
+                list(OUTPUTS),
+                reader_name=READER_NAME,
+                last_batch_policy=LastBatchPolicy.PARTIAL,
+                auto_reset=False,
+            )
+            for out in dali_iter:
+                if done >= n:
                     break
                 yield self._finish(out[0])
+                done += 1
+        except RuntimeError as err:
+            mapped = self._data_error(str(err), done)
+            if mapped is None:
+                raise
+            raise mapped from None
         finally:
             del dali_iter, pipe
+
+    def _data_error(self, text: str, done: int) -> DepthkitError | None:
+        """The one-line error for a DALI failure on the shard data, naming the damaged file
+        and sample where the members this rank had read show one; None when the failure is
+        not about the data (the original error then propagates)."""
+        op = _DALI_OP.search(text)
+        if op is None or op.group(1) not in _DATA_OPS or (
+                op.group(1) == "python_function" and "background id" not in text):
+            return None
+        cfg, g = self.cfg, self._epoch_graph()
+        root = Path(cfg.shards)
+        start, end = shard_range(self.num_samples, cfg.rank, cfg.world_size)
+        read = cfg.shuffle_buffer + (done + cfg.prefetch + 4) * cfg.batch_size  # an upper bound
+        try:  # the files may have changed since the pre-flight
+            check_split_files(root, load_manifest(root), cfg.res, cfg.split)
+            found = find_bad_sample(root, list(zip(g.tars, g.indexes, strict=True)),
+                                    (start, min(end, start + read)), frozenset(g.bank.ids()))
+        except DepthkitError as err:
+            found = err
+        return found or DepthkitError(
+            f"the loader failed reading the {cfg.split} shards of {root} at {cfg.res} px "
+            f"({_dali_reason(text)}); run `depthkit verify {root}` to find the damaged file")
 
     def _finish(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Torch-side steps: mask threshold, colour, grid distortion, dtypes, memory format."""
@@ -137,6 +169,16 @@ class Loader:
                                    norm["mean"], norm["std"])
                 batch[key] = batch[key].index_copy(0, idx, part)
         return batch
+
+
+_DALI_OP = re.compile(r"Error in \w+ operator `nvidia\.dali\.fn\.([\w.]+)`")
+_DATA_OPS = ("readers.webdataset", "peek_image_shape", "decoders.image", "python_function")
+
+
+def _dali_reason(text: str) -> str:
+    """The line of a DALI error that says what went wrong (after "encountered:")."""
+    lines = [ln.strip() for ln in text.split("encountered:", 1)[-1].splitlines() if ln.strip()]
+    return re.sub(r'^Assert on ".*?" failed: ', "", lines[0] if lines else "DALI error")
 
 
 def _threshold(mask: torch.Tensor) -> torch.Tensor:
@@ -206,6 +248,7 @@ def build_loader(cfg: LoaderConfig) -> Loader:
     entries = [e for e in entries if int(e.get("samples", 1)) > 0]
     if not entries:
         raise DepthkitError(f"shards hold no {cfg.split} samples at {cfg.res} px in {root}")
+    check_split_files(root, manifest, cfg.res, cfg.split)  # cheap: no image is read
     tars, indexes = _shard_files(root, entries)
     bank = _load_bank(root, manifest, cfg.res)
     graph = GraphSpec(
@@ -220,6 +263,7 @@ def build_loader(cfg: LoaderConfig) -> Loader:
         world_size=cfg.world_size,
         bank=bank,
         bg_bank=cfg.bg_bank,
+        mmap=cfg.mmap,
         norm=_norm(manifest),
     )
     log.info("loader: %d %s samples in %d shards at %d px, rank %d/%d, device %s",

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from depthkit.core.atomic import atomic_file
+from depthkit.core.diskspace import DiskFullError
 from depthkit.core.errors import DepthkitError
 from depthkit.model.registry import create_model
 
@@ -34,8 +35,23 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically (temp file in the same folder, fsync, os.replace)."""
     path = Path(path)
     state = {"format": FORMAT, "version": VERSION, **state}
-    with atomic_file(path, parents=True) as f:
-        torch.save(state, f)
+    try:
+        with atomic_file(path, parents=True) as f:
+            torch.save(state, f)
+    except DiskFullError as err:  # the temp file is gone; say what the checkpoint takes
+        err.needs = err.needs or tensor_bytes(state)
+        raise
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested dict/list (about what torch.save writes)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

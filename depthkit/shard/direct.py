@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeGuard
 
+from depthkit.core.diskspace import SpaceUse, on_disk_full
 from depthkit.core.progress import progress_bar
 from depthkit.shard.context import RunContext
-from depthkit.shard.files import Backgrounds, abort, commit_shard, open_shard
+from depthkit.shard.files import Backgrounds, abort, commit_shard, journal_rate, open_shard
 from depthkit.shard.journal import save_journal
 from depthkit.shard.members import Part, convert_refs
 from depthkit.shard.pool import ordered_map
@@ -75,14 +76,16 @@ def write_direct(run: RunContext, source: IndexedSource, refs: dict[str, SampleR
                  todo: set[int]) -> None:
     """Write every `todo` shard once, straight from the source in planned order."""
     total = sum(1 for i in todo for k in run.plan.shards[i].keys if k in refs)
+    use = SpaceUse(total, journal_rate(run.journal))
     reader = source.reader()
     args = (reader, run.resolutions, run.cfg.max_pixels)
     tasks = ((b, (b.refs, *args) if b.refs else None) for b in _ref_batches(run, todo, refs))
     empty = Part({r: Fragment(b"", []) for r in run.resolutions}, 0, [])
     writers: dict[int, AtomicTar] | None = None
     try:
-        with progress_bar("shard", total=total, unit="samples",
-                          enabled=run.cfg.progress) as adv:
+        with on_disk_full(needs=use.needs, resumes=True), \
+                progress_bar("shard", total=total, unit="samples",
+                             enabled=run.cfg.progress) as adv:
             rejects: list[dict[str, str]] = []
             written = 0
             for batch, part in ordered_map(run.pool, run.cfg.workers, convert_refs, tasks,
@@ -95,10 +98,13 @@ def write_direct(run: RunContext, source: IndexedSource, refs: dict[str, SampleR
                 rejects += part.rejects
                 for r, w in writers.items():
                     w.add_fragment(part.fragments[r])
+                    use.bytes += len(part.fragments[r].data)
                 written += part.samples
+                use.items += part.samples
                 if batch.last:
                     entry = commit_shard(run.out, writers, written, rejects)
                     writers = None
+                    use.kept += written
                     run.journal["done"][str(batch.shard)] = entry
                     save_journal(run.out, run.journal)
                 adv(len(batch.refs))

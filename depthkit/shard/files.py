@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from depthkit.core.diskspace import SpaceUse, on_disk_full
 from depthkit.core.errors import DepthkitError
+from depthkit.core.lock import LOCK_NAME
 from depthkit.shard import schema
 from depthkit.shard.context import RunContext
 from depthkit.shard.convert import Rejected, convert_background
@@ -67,9 +69,32 @@ def shard_files_ok(out: Path, spec: ShardSpec, record: dict[str, Any],
     return True
 
 
+def journal_rate(journal: dict[str, Any]) -> float | None:
+    """Tar bytes per sample (all resolutions) of the shards the journal lists as done."""
+    size = count = 0
+    for record in journal["done"].values():
+        files = list(record.get("files", {}).values())
+        size += sum(f.get("bytes", 0) for f in files)
+        count += max((f["samples"] for f in files), default=0)
+    return size / count if count else None
+
+
+def open_tars(out: Path, stem: str, resolutions: tuple[int, ...]) -> dict[int, AtomicTar]:
+    """Temp tars (one per resolution) for one shard or the backgrounds; if one cannot be
+    opened (a full disk), those already open are dropped."""
+    writers: dict[int, AtomicTar] = {}
+    try:
+        for r in resolutions:
+            writers[r] = AtomicTar(*tar_paths(out, r, stem))
+    except BaseException:
+        abort(writers)
+        raise
+    return writers
+
+
 def open_shard(out: Path, spec: ShardSpec, resolutions: tuple[int, ...]) -> dict[int, AtomicTar]:
     """Temp tars (one per resolution) for one shard."""
-    return {r: AtomicTar(*tar_paths(out, r, spec.name)) for r in resolutions}
+    return open_tars(out, spec.name, resolutions)
 
 
 def abort(writers: dict[int, AtomicTar] | None) -> None:
@@ -108,15 +133,19 @@ class Backgrounds:
 
 def write_backgrounds(run: RunContext, source: Source) -> Backgrounds:
     """Check/resize every background of the source into `<res>/backgrounds.tar`."""
-    writers = {r: AtomicTar(*tar_paths(run.out, r, schema.BACKGROUNDS_STEM))
-               for r in run.resolutions}
     found = Backgrounds()
+    left = sum(len(s.keys) for i, s in enumerate(run.plan.shards)
+               if str(i) not in run.journal["done"])
+    writers: dict[int, AtomicTar] = {}
     try:
-        for item in source.backgrounds():
-            _add_background(run, item, writers, found)
-        if not found.ids:
-            raise DepthkitError("the source holds no usable background")
-        found.entries = {str(r): file_entry(run.out, w, w.commit()) for r, w in writers.items()}
+        with on_disk_full(needs=SpaceUse(left, journal_rate(run.journal)).needs, resumes=True):
+            writers = open_tars(run.out, schema.BACKGROUNDS_STEM, run.resolutions)
+            for item in source.backgrounds():
+                _add_background(run, item, writers, found)
+            if not found.ids:
+                raise DepthkitError("the source holds no usable background")
+            found.entries = {str(r): file_entry(run.out, w, w.commit())
+                             for r, w in writers.items()}
     except BaseException:
         abort(writers)
         raise
@@ -148,7 +177,7 @@ def check_out(out: Path, sources: Sequence[Path]) -> None:
             raise DepthkitError(f"-o {out}: the output folder is the source")
     if out.exists() and not out.is_dir():
         raise DepthkitError(f"-o {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):  # lock: run.py
         ours = (out / schema.MANIFEST_NAME).is_file() or (out / WORK_DIR).is_dir()
         if not ours:
             raise DepthkitError(f"-o {out}: folder is not empty and holds no depthkit shards; "

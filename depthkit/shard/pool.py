@@ -3,11 +3,14 @@ over it that keeps a bounded window of tasks in flight (or runs inline without a
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any, TypeVar
+
+from depthkit.core.workers import init_worker
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -15,10 +18,12 @@ R = TypeVar("R")
 
 def start_pool(workers: int) -> ProcessPoolExecutor | None:
     """A process pool with its workers already forked (before any progress-bar thread
-    starts; fork, unlike spawn, needs no `__main__` guard in the caller), or None for 0."""
+    starts; fork, unlike spawn, needs no `__main__` guard in the caller), or None for 0.
+    The workers end with this process, even when it is killed (depthkit.core.workers)."""
     if workers <= 0:
         return None
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"))
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
+                               initializer=init_worker, initargs=(os.getpid(),))
     for f in [pool.submit(int) for _ in range(workers)]:
         f.result()
     return pool

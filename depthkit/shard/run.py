@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from depthkit.core.errors import DepthkitError
+from depthkit.core.lock import RunLock
 from depthkit.shard import schema
 from depthkit.shard.config import ShardConfig, ShardSummary
 from depthkit.shard.context import OnReject, RunContext
@@ -68,13 +69,17 @@ def list_planned_samples(source: Source, cfg: ShardConfig) -> list[tuple[str, in
 
 
 def write_shards(sources: Sequence[str | Path], cfg: ShardConfig) -> ShardSummary:
-    """Shard a dataset in the original layout into `cfg.out` (see the module docstring)."""
-    pool = start_pool(cfg.workers)  # forked before any progress-bar thread exists
-    try:
-        return _write_shards([Path(s) for s in sources], cfg, pool)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    """Shard a dataset in the original layout into `cfg.out` (see the module docstring);
+    one run at a time per OUT (a second gets a one-line error naming the first)."""
+    paths = [Path(s) for s in sources]
+    check_out(Path(cfg.out), paths)  # before the lock creates OUT
+    with RunLock(Path(cfg.out), "shard"):
+        pool = start_pool(cfg.workers)  # forked before any progress-bar thread exists
+        try:
+            return _write_shards(paths, cfg, pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
 
 
 def _rejecter(strict: bool) -> OnReject:
@@ -92,7 +97,7 @@ def _write_shards(sources: list[Path], cfg: ShardConfig,
                   pool: ProcessPoolExecutor | None) -> ShardSummary:
     t0 = time.monotonic()
     out = Path(cfg.out)
-    check_out(out, sources)
+    check_out(out, sources)  # again under the lock
     resolutions = tuple(sorted(set(cfg.resolutions)))
     with open_source(sources) as source:
         pairs = list_planned_samples(source, cfg)

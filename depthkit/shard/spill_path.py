@@ -12,11 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from depthkit.core.diskspace import Needs, on_disk_full
 from depthkit.core.progress import progress_bar
 from depthkit.shard import schema
 from depthkit.shard.context import RunContext
 from depthkit.shard.convert import SampleResult, convert_batch
-from depthkit.shard.files import abort, commit_shard, open_shard
+from depthkit.shard.files import abort, commit_shard, journal_rate, open_shard
 from depthkit.shard.journal import WORK_DIR, save_journal
 from depthkit.shard.members import converted_images, sample_members, sample_meta
 from depthkit.shard.plan import ShardSpec
@@ -47,13 +48,15 @@ def write_spilled(run: RunContext, source: Source, usable: set[int], todo: set[i
             problems.append({"path": path, "reason": reason, "kind": kind})
         run.on_reject(path, reason, kind)
 
-    try:
-        if not spill["complete"]:
-            _spill(replace(run, on_reject=on_spill_reject), buckets, source, todo, usable)
-    finally:
-        buckets.close()
-    with progress_bar("write", total=len(todo), unit="shards",
-                      enabled=run.cfg.progress) as adv:
+    with on_disk_full(buckets.folder, _spill_needs(run, buckets, todo), resumes=True):
+        try:
+            if not spill["complete"]:
+                _spill(replace(run, on_reject=on_spill_reject), buckets, source, todo, usable)
+        finally:
+            buckets.close()
+    with on_disk_full(needs=_write_needs(run, buckets, todo), resumes=True), \
+            progress_bar("write", total=len(todo), unit="shards",
+                         enabled=run.cfg.progress) as adv:
         for i in sorted(todo):
             run.journal["done"][str(i)] = finish_shard(run.out, run.plan.shards[i],
                                                        buckets.path(i), run.resolutions)
@@ -61,6 +64,37 @@ def write_spilled(run: RunContext, source: Source, usable: set[int], todo: set[i
             buckets.remove(i)
             adv(1)
     return problems, resumed
+
+
+def _write_needs(run: RunContext, buckets: Buckets, todo: set[int]) -> Needs:
+    """What writing shards from their buckets still writes, stopped by a full disk: tar bytes
+    per sample of the shards done x samples left, else the buckets left (each is freed once
+    its shard is written)."""
+
+    def needs() -> int | None:
+        left = [i for i in todo if str(i) not in run.journal["done"]]
+        rate = journal_rate(run.journal)
+        if rate is not None:
+            return int(rate * sum(len(run.plan.shards[i].keys) for i in left))
+        return sum(p.stat().st_size for i in left if (p := buckets.path(i)).exists())
+
+    return needs
+
+
+def _spill_needs(run: RunContext, buckets: Buckets, todo: set[int]) -> Needs:
+    """What a spill stopped by a full disk still needs: bucket bytes per spilled sample x
+    samples left to spill, plus one shard (its tars exist beside the buckets until the
+    bucket is removed)."""
+
+    def needs() -> int | None:
+        spilled = run.journal["spill"]["spilled"]
+        if not spilled:
+            return None
+        size = sum(p.stat().st_size for p in buckets.folder.glob("bucket-*.bin"))
+        total = sum(len(run.plan.shards[i].keys) for i in todo)
+        return int(size / spilled * (total - spilled + run.cfg.shard_size))
+
+    return needs
 
 
 def _start_spill(journal: dict[str, Any], buckets: Buckets, todo: set[int]) -> dict[str, Any]:

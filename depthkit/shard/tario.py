@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from depthkit.core.atomic import is_tmp_name, tmp_path, write_atomic
+from depthkit.core.diskspace import on_disk_full
 
 BLOCK = tarfile.BLOCKSIZE  # 512
 RECORD = tarfile.RECORDSIZE  # 10240: archives are padded to a whole record, as GNU tar does
@@ -113,6 +114,11 @@ class TarWriter:
         self._pos = 0
         self._sha = hashlib.sha256()
         self.members: list[Member] = []
+
+    @property
+    def written(self) -> int:
+        """Bytes written so far."""
+        return self._pos
 
     def _write(self, data: bytes) -> None:
         self._out.write(data)
@@ -213,35 +219,49 @@ class TarInfoRecord:
 class AtomicTar:
     """A tar and its DALI index written under temp names, renamed into place on `commit()`.
 
-    The index is renamed first, so a tar under its final name always has its index.
+    The index is renamed first, so a tar under its final name always has its index. A full
+    disk raises a `DiskFullError` naming the final tar; `abort()` then deletes the temp file.
     """
 
     def __init__(self, tar_path: Path, idx_path: Path) -> None:
         self.tar_path, self.idx_path = Path(tar_path), Path(idx_path)
         self._tmp = tmp_path(self.tar_path)
-        self._file = open(self._tmp, "wb")  # noqa: SIM115 (closed in commit/abort)
+        with on_disk_full(self.tar_path):
+            self._file = open(self._tmp, "wb")  # noqa: SIM115 (closed in commit/abort)
         self._writer = TarWriter(self._file)
 
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of tar written so far (what a run's disk-space estimate scales up)."""
+        return self._writer.written
+
     def add(self, name: str, data: bytes) -> None:
-        self._writer.add(name, data)
+        with on_disk_full(self.tar_path):
+            self._writer.add(name, data)
 
     def add_fragment(self, fragment: Fragment) -> None:
-        self._writer.add_fragment(fragment)
+        with on_disk_full(self.tar_path):
+            self._writer.add_fragment(fragment)
 
     def commit(self) -> TarInfoRecord:
         """Finish, fsync and rename; return what the manifest records."""
-        size, sha = self._writer.finish()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        write_atomic(self.idx_path, index_text(self._writer.members).encode())
-        os.replace(self._tmp, self.tar_path)
+        with on_disk_full(self.tar_path):
+            size, sha = self._writer.finish()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            write_atomic(self.idx_path, index_text(self._writer.members).encode())
+            os.replace(self._tmp, self.tar_path)
         return TarInfoRecord(count_samples(self._writer.members), size, sha)
 
     def abort(self) -> None:
         """Close and delete the temp file (nothing under the final names changes)."""
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        try:
+            self._file.close()  # flushes what is buffered: fails again on a full disk
+        except OSError:
+            pass  # the file is closed all the same; it is deleted next
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
 
 def write_tar(tar_path: Path, idx_path: Path, items: Iterable[tuple[str, bytes]]) -> TarInfoRecord:

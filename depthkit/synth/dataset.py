@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -43,8 +44,11 @@ import numpy as np
 from PIL import Image
 
 from depthkit.core.atomic import write_atomic
+from depthkit.core.diskspace import SpaceUse, block_size, on_disk_full
 from depthkit.core.errors import DepthkitError
+from depthkit.core.lock import RunLock
 from depthkit.core.progress import progress_bar
+from depthkit.core.workers import init_worker
 from depthkit.source import (
     BG,
     DEPTH,
@@ -280,7 +284,8 @@ def _results(jobs: list[_RenderJob], workers: int) -> Iterator[list[tuple[str, b
         return
     # forkserver: safe even when the caller has threads (torch, rich) running.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(workers) as pool:
+    with multiprocessing.get_context(method).Pool(
+            workers, initializer=init_worker, initargs=(os.getpid(),)) as pool:  # die with us
         # Keep each background's jobs on one worker when there are enough backgrounds, so
         # each room is rendered once rather than once per worker.
         per_bg = sum(1 for t in jobs if t.bg == jobs[0].bg)
@@ -302,25 +307,35 @@ def synthesize(out: str | Path, cfg: SynthConfig, workers: int = 1,
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DepthkitError(f"output {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out, "synth"):  # makes OUT; a second run into it gets a one-line error
+        return _synthesize(out, cfg, workers, progress)
+
+
+def _synthesize(out: Path, cfg: SynthConfig, workers: int, progress: bool) -> SynthResult:
+    """`synthesize` once OUT is locked."""
     _check_config_stamp(out, cfg)
     jobs = _render_jobs(cfg)
     todo = jobs if cfg.archive else [t for t in jobs if not _job_done(out, t)]
     per_job = [len(t.fgs) * 2 * cfg.positions for t in todo]
     skipped = cfg.samples - sum(per_job)
     start = time.perf_counter()
-    writer: DatasetWriter = open_writer(out, cfg.archive)
-    try:
-        with progress_bar("synth", total=sum(per_job), unit="samples",
-                          enabled=progress) as advance:
-            for n, files in zip(per_job, _results(todo, workers), strict=True):
-                for rel, data in files:
-                    writer.write(rel, data)
-                advance(n)
-    except BaseException:
-        writer.abort()
-        raise
-    outputs = writer.close()
+    use = SpaceUse(sum(per_job), block=1 if cfg.archive else block_size(out))
+    with on_disk_full(out, use.needs, resumes=cfg.archive is None):
+        writer: DatasetWriter = open_writer(out, cfg.archive)
+        try:
+            with progress_bar("synth", total=sum(per_job), unit="samples",
+                              enabled=progress) as advance:
+                for n, files in zip(per_job, _results(todo, workers), strict=True):
+                    for rel, data in files:
+                        writer.write(rel, data)
+                        use.add(len(data))  # a full disk's estimate of what is left
+                    use.items += n
+                    use.kept += 0 if cfg.archive else n  # an archive is rewritten whole
+                    advance(n)
+            outputs = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
     seconds = time.perf_counter() - start
     log.info("synth: %d samples in %.1f s", sum(per_job), seconds)
     return SynthResult(samples=sum(per_job), skipped=skipped, backgrounds=cfg.bgs,

@@ -1,7 +1,8 @@
 """Atomic writers for a dataset in the original layout: a folder, one .zip, or the .7z set.
 
 Every file or archive is written under a temporary name in its final folder and renamed
-when complete, so a killed run never leaves a file that looks whole.
+when complete, so a killed run never leaves a file that looks whole. A full disk raises a
+`DiskFullError` naming the file or archive; `abort()` deletes the temp files.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from depthkit.core.atomic import tmp_path, write_atomic
+from depthkit.core.diskspace import on_disk_full
 from depthkit.source import FOLDER_OF
 from depthkit.source.sevenzip import ARCHIVE_NAMES
 
@@ -57,19 +59,26 @@ class ZipWriter:
     def __init__(self, root: Path) -> None:
         self.path = root / ZIP_NAME
         self.tmp = tmp_path(self.path)
-        self.zf = zipfile.ZipFile(self.tmp, "w", compression=zipfile.ZIP_STORED)
+        with on_disk_full(self.path):
+            self.zf = zipfile.ZipFile(self.tmp, "w", compression=zipfile.ZIP_STORED)
 
     def write(self, rel: str, data: bytes) -> None:
-        self.zf.writestr(rel, data)
+        with on_disk_full(self.path):
+            self.zf.writestr(rel, data)
 
     def close(self) -> list[Path]:
-        self.zf.close()
-        os.replace(self.tmp, self.path)
+        with on_disk_full(self.path):
+            self.zf.close()
+            os.replace(self.tmp, self.path)
         return [self.path]
 
     def abort(self) -> None:
-        self.zf.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self.zf.close()  # writes the central directory: fails again on a full disk
+        except OSError:
+            log.debug("closing %s failed during abort", self.tmp)
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 class SevenZipWriter:
@@ -85,19 +94,28 @@ class SevenZipWriter:
         filters = [{"id": py7zr.FILTER_LZMA2, "preset": preset}]
         self.archives: dict[str, tuple[Path, Path, py7zr.SevenZipFile]] = {}
         self.by_folder: dict[str, str] = {}
-        for name, folder in SEVENZIP_ARCHIVES.items():
-            path = root / name
-            tmp = tmp_path(path)
-            self.archives[name] = (path, tmp, py7zr.SevenZipFile(tmp, "w", filters=filters))
-            self.by_folder[folder] = name
+        try:
+            for name, folder in SEVENZIP_ARCHIVES.items():
+                path = root / name
+                tmp = tmp_path(path)
+                with on_disk_full(path):
+                    self.archives[name] = (path, tmp, py7zr.SevenZipFile(tmp, "w",
+                                                                         filters=filters))
+                self.by_folder[folder] = name
+        except BaseException:
+            self.abort()  # the archives already opened
+            raise
 
     def write(self, rel: str, data: bytes) -> None:
         folder, member = rel.split("/", 1)
-        self.archives[self.by_folder[folder]][2].writestr(data, member)
+        path, _tmp, sz = self.archives[self.by_folder[folder]]
+        with on_disk_full(path):
+            sz.writestr(data, member)
 
     def close(self) -> list[Path]:
-        for _path, _tmp, sz in self.archives.values():
-            sz.close()
+        for path, _tmp, sz in self.archives.values():
+            with on_disk_full(path):
+                sz.close()
         for path, tmp, _sz in self.archives.values():
             os.replace(tmp, path)
         return [p for p, _t, _s in self.archives.values()]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from depthkit.core.errors import DepthkitError
 from depthkit.model.checkpoint import capture_rng, restore_rng, save_checkpoint, unwrap
 from depthkit.train.config import TrainConfig, config_record
@@ -57,6 +59,20 @@ class CheckpointSaver:
             "meta": meta, "rng": capture_rng(),
         })
         return path
+
+
+def nonfinite_part(state: TrainState) -> str | None:
+    """'training loss' or 'weights' if this epoch's summed losses or the model's parameters and
+    buffers hold a NaN/inf, else None: checked before every save (one host read of two flags),
+    so no checkpoint ever holds the weights of a diverged run."""
+    values = [v for v in unwrap(state.model).state_dict().values() if v.is_floating_point()]
+    weights = torch.stack([torch.isfinite(v).all() for v in values]).all()
+    sums = state.loss_sums
+    loss = torch.isfinite(sums).all() if sums is not None else torch.ones_like(weights)
+    loss_ok, weights_ok = torch.stack([loss.to(weights.device), weights]).tolist()
+    if not loss_ok:
+        return "training loss"
+    return None if weights_ok else "weights"
 
 
 def continues_run(cfg: TrainConfig, meta: dict[str, Any]) -> bool:

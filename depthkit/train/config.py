@@ -134,6 +134,8 @@ class TrainConfig:
     max_steps: int | None = _opt(None, "Stop after N steps (resumable).")  # then save
     logdir: Path | None = _opt(None, "TensorBoard folder (default OUT/tb).")
     resume: Path | None = _opt(None, "Checkpoint to continue from.")
+    verify: bool = _opt(False, "Run `depthkit verify` on the shards first (checksums, every "
+                        "image decoded); without it only a quick check of sizes and indexes.")
 
     @property
     def total_epochs(self) -> int:

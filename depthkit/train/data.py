@@ -10,13 +10,17 @@ from depthkit.train.config import TrainConfig
 
 def shard_loader_factory(cfg: TrainConfig) -> LoaderFactory:
     """Loaders from the depthkit shard pipeline (DALI), after checking the shards up front."""
+    from depthkit.core.dist import dist_from_env
     from depthkit.shard.manifest import load_manifest, split_files
+    from depthkit.shard.preflight import check_split_files, verify_first
 
     manifest = load_manifest(cfg.shards)  # missing folder / manifest -> one-line error
+    if cfg.verify:
+        verify_first(cfg.shards, progress=dist_from_env().is_master)
     for stage in cfg.stages:
         split_files(manifest, stage.res, "train")  # missing resolution -> one-line error
-        if cfg.val_every:
-            split_files(manifest, stage.res, "val")
+        if cfg.val_every:  # the loaders check their files when built; val's only come later
+            check_split_files(cfg.shards, manifest, stage.res, "val")
 
     def make(req: LoaderRequest) -> BatchSource:
         from depthkit.loader import AugmentConfig, LoaderConfig, build_loader

@@ -28,6 +28,9 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of `epoch` already trained (mid-epoch checkpoints)
     best: float = math.inf  # best validation loss so far
     per_step_scheduler: bool = False
+    # this epoch's summed (total, mask, depth) losses, on the device; not checkpointed: read
+    # where the host reads anyway (log steps, saves) to catch a non-finite loss without a sync
+    loss_sums: Tensor | None = None
 
     def finish_epoch(self) -> None:
         """Count the epoch done; a per-epoch LR schedule (StepLR) steps here."""
@@ -58,7 +61,8 @@ def train_one_epoch(
     """
     model, opt, scaler = state.model, state.optimizer, state.scaler
     model.train()
-    sums = torch.zeros(3, device=rt.device)  # total, mask, depth (summed on device: no sync)
+    # total, mask, depth (summed on device: no sync)
+    sums = state.loss_sums = torch.zeros(3, device=rt.device)
     n = 0
     for i, batch in enumerate(loader):
         if i < skip:

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import signal
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn
 
+from depthkit.core.dist import all_reduce_sum, barrier, dist_from_env
 from depthkit.core.errors import DepthkitError
+from depthkit.core.lock import RunLock
 from depthkit.core.progress import progress_bar
 from depthkit.loader.batches import BatchSource, LoaderFactory, LoaderRequest
 from depthkit.model import (
@@ -26,9 +31,10 @@ from depthkit.model import (
 )
 from depthkit.model.checkpoint import build_model_from, load_checkpoint, unwrap
 from depthkit.train.board import Board, Throughput, image_grid
-from depthkit.train.checkpoints import CheckpointSaver, ModelSpec, resume_state
+from depthkit.train.checkpoints import CheckpointSaver, ModelSpec, nonfinite_part, resume_state
 from depthkit.train.config import Stage, TrainConfig
 from depthkit.train.data import shard_loader_factory
+from depthkit.train.interrupt import Interrupted, StopSignals
 from depthkit.train.loop import TrainState, train_one_epoch, validate
 from depthkit.train.losses import build_criterion
 from depthkit.train.optim import build_optimizer, build_scheduler
@@ -68,6 +74,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.res = cfg.stages[0].res  # of the stage being trained (recorded in checkpoints)
         self.norm: dict[str, Any] = {}  # the loader's normalisation (idem)
+        self.stop = StopSignals(announce=self.master)  # SIGINT/SIGTERM while fit() runs
 
         ck = load_checkpoint(cfg.resume) if cfg.resume else None
         model, self.model_spec = build_model(cfg, ck)
@@ -79,8 +86,11 @@ class Trainer:
         self.train_loaders = {s.res: self._loader("train", s.res, train=True)
                               for s in cfg.stages}
         self.state = self._new_state(model)
+        # (path, step) of the newest checkpoint known good: named when a run diverges
+        self.last_saved: tuple[Path, int] | None = None
         if ck is not None:
             resume_state(self.state, ck, cfg)
+            self.last_saved = (Path(cfg.resume), int(ck["meta"]["step"]))
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -113,8 +123,29 @@ class Trainer:
         return model
 
     def save(self, name: str, val: dict[str, float] | None = None) -> Path | None:
-        """Write <out>/<name> (rank 0 only)."""
-        return self.saver.save(name, self.state, self.res, self.norm, val)
+        """Write <out>/<name> (rank 0 only); a DepthkitError instead if the loss or the weights
+        are not finite (checked on every rank: their weights are the same under DDP)."""
+        bad = nonfinite_part(self.state)
+        if bad is not None:
+            raise self._diverged(f"non-finite {bad}", f"{name} not written")
+        path = self.saver.save(name, self.state, self.res, self.norm, val)
+        if name == "last.pt":
+            self.last_saved = (Path(self.cfg.out) / name, self.state.step)
+        return path
+
+    def _diverged(self, what: str, done: str) -> DepthkitError:
+        """The one-line error of a run whose loss or weights became NaN/inf."""
+        s = self.state
+        hint = " or --amp-dtype bf16" if self.rt.amp_dtype == torch.float16 else ""
+        good = "no checkpoint written yet" if self.last_saved is None else (
+            f"last good checkpoint: {self.last_saved[0]} (step {self.last_saved[1]})")
+        return DepthkitError(f"{what} at epoch {self._epoch_of_step()} step {s.step}; {done}; "
+                             f"{good}; try a lower --lr{hint}")
+
+    def _epoch_of_step(self) -> int:
+        """The epoch (1-based) that the last step taken belongs to."""
+        s = self.state
+        return s.epoch + 1 if s.batch_in_epoch else max(s.epoch, 1)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -122,20 +153,50 @@ class Trainer:
         """Run every remaining epoch of every stage; returns the history and final metrics."""
         cfg, s = self.cfg, self.state
         self.board.open()
-        if self.master:
-            flops = ", ".join(f"{r} px {f / 1e9:.2f}" for r, f in self.flops.items())
-            log.info("model %s: %s parameters; forward GFLOPs/sample: %s",
-                     self.model_spec.name, f"{self.model_spec.params:,}", flops)
         start = time.perf_counter()
         try:
-            while s.epoch < cfg.total_epochs and not self._out_of_steps():
-                self._run_epoch()
+            with self.stop:  # from here on SIGINT/SIGTERM stop at a step boundary
+                if self.master:
+                    flops = ", ".join(f"{r} px {f / 1e9:.2f}" for r, f in self.flops.items())
+                    log.info("model %s: %s parameters; forward GFLOPs/sample: %s",
+                             self.model_spec.name, f"{self.model_spec.params:,}", flops)
+                while s.epoch < cfg.total_epochs and not self._out_of_steps():
+                    self._stop_if_asked(None)  # a signal during validation or the last save
+                    self._run_epoch()
         finally:
             self.board.close()
         return {"history": self.history, "epochs": s.epoch, "steps": s.step,
                 "master": self.master, "model": unwrap(s.model),
                 "seconds": time.perf_counter() - start, "best_val_loss": s.best,
                 "params": self.model_spec.params, "flops": self.flops}
+
+    def _stop_if_asked(self, loss: Tensor | None) -> None:
+        """At a step boundary: if a stop signal came (on any rank), save and raise Interrupted.
+
+        Under DDP every rank must stop at the same step, so the ranks' flags, and whether the
+        step's `loss` is finite there, are summed over ranks: one tiny all_reduce per step,
+        which on GPUs is a CPU-GPU sync, so it is done only when the run is distributed."""
+        signum = self.stop.signum or 0
+        if self.rt.dist.distributed:
+            flags = torch.tensor([signum == signal.SIGINT, signum == signal.SIGTERM, 0.0],
+                                 device=self.rt.device)
+            if loss is not None:
+                flags[2] = (~torch.isfinite(loss)).float()
+            sigint, sigterm, bad = all_reduce_sum(flags).tolist()
+            if bad:
+                raise self._diverged("non-finite training loss", "not saved")
+            signum = signal.SIGTERM if sigterm else signal.SIGINT if sigint else 0
+        if signum:
+            self._interrupt(int(signum))
+
+    def _interrupt(self, signum: int) -> NoReturn:
+        """Write last.pt at this step (unless just written), wait for every rank, raise."""
+        s = self.state
+        if self.last_saved != (Path(self.cfg.out) / "last.pt", s.step):
+            self.save("last.pt")  # mid-epoch: it records the batch within the epoch
+        barrier()  # no rank exits (and makes torchrun kill the rest) before rank 0 has saved
+        where = Path(self.cfg.out) / "last.pt" if self.master else None
+        raise Interrupted(signum, self._epoch_of_step(), s.step, where)
 
     def _out_of_steps(self) -> bool:
         return self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps
@@ -146,6 +207,8 @@ class Trainer:
         assert stage is not None
         loader = self._enter(stage)
         means, seconds = self._train(stage, loader)
+        if not math.isfinite(means["loss"]):  # the epoch's mean: already on the host
+            raise self._diverged(f"non-finite training loss ({means['loss']})", "not saved")
         if self._out_of_steps() and self.state.batch_in_epoch < len(loader):
             self.save("last.pt")  # stopped mid-epoch: resumable from this batch
             self.history.append({"epoch": self.state.epoch, "res": stage.res, "partial": True,
@@ -185,8 +248,10 @@ class Trainer:
     def _on_step(self, state: TrainState, batch: dict[str, Tensor], out: dict[str, Tensor],
                  loss: Tensor, parts: dict[str, Tensor], advance: Callable[..., None]) -> None:
         """After each optimiser step: progress, scalars, image grid and last.pt, each at its
-        interval."""
+        interval; then a stop signal, if one came, saves and raises Interrupted."""
         cfg = self.cfg
+        if self.rt.dist.distributed:  # first all ranks agree (stop? loss finite?), then act
+            self._stop_if_asked(loss)
         bsz = batch["bg"].shape[0] * self.rt.dist.world_size
         self.speed.add(bsz)
         fields: dict[str, Any] = {}
@@ -198,27 +263,36 @@ class Trainer:
                              state.step)
         if cfg.save_every and state.step % cfg.save_every == 0:
             self.save("last.pt")
+        if self.stop.signum is not None and not self.rt.dist.distributed:
+            self._interrupt(self.stop.signum)
 
     def _log_step(self, state: TrainState, loss: Tensor,
                   parts: dict[str, Tensor]) -> dict[str, str]:
         """Step scalars to TensorBoard; returns the loss and LR for the progress bar."""
-        # .item() is a CPU-GPU sync point: only every log_every steps.
+        # .tolist() is a CPU-GPU sync point: only every log_every steps. It also reads the
+        # epoch's summed loss, so a NaN/inf loss since the epoch began is caught here.
+        epoch_sums = state.loss_sums if state.loss_sums is not None else loss.reshape(1)
+        value, mask, depth, total = torch.stack(
+            [loss, parts["mask"], parts["depth"], epoch_sums[0]]).tolist()
+        if not math.isfinite(total):
+            raise self._diverged(f"non-finite training loss ({total})", "not saved")
         rate = self.speed.rate()
         lr = state.optimizer.param_groups[0]["lr"]
         if self.board.active:
             self.board.scalars("train", {
-                "loss": loss.item(), "loss_mask": parts["mask"].item(),
-                "loss_depth": parts["depth"].item(), "lr": lr, "samples_per_s": rate,
-            }, state.step)
-        return {"loss": f"{loss.item():.4f}", "lr": f"{lr:.2e}"}
+                "loss": value, "loss_mask": mask, "loss_depth": depth, "lr": lr,
+                "samples_per_s": rate}, state.step)
+        return {"loss": f"{value:.4f}", "lr": f"{lr:.2e}"}
 
     def _close_epoch(self, stage: Stage, means: dict[str, float], seconds: float) -> None:
         """Validate (every val_every epochs), log, save last.pt and record the epoch."""
         cfg, s = self.cfg, self.state
+        # no train_* means for an epoch whose batches were all trained before a resume
+        trained = {f"train_{k}": v for k, v in means.items()} if means["batches"] else {}
         record: dict[str, Any] = {
             "epoch": s.epoch, "res": stage.res, "seconds": seconds,
             "samples_per_s": means["batches"] * self._global_batch(stage) / max(seconds, 1e-9),
-            **{f"train_{k}": v for k, v in means.items()}}
+            **trained}
         val = None
         if cfg.val_every and s.epoch % cfg.val_every == 0:
             val = self._validate(stage)
@@ -250,7 +324,9 @@ def fit(cfg: TrainConfig, make_loader: LoaderFactory | None = None) -> dict[str,
     """
     if not cfg.stages:
         raise DepthkitError("no training stages (give --res/--epochs or --schedule)")
-    with distributed_runtime(cfg) as rt:
+    # one run per run folder; rank 0 alone writes there, so it alone takes the lock
+    lock = RunLock(Path(cfg.out), "train") if dist_from_env().is_master else nullcontext()
+    with lock, distributed_runtime(cfg) as rt:
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts)
         factory = make_loader or shard_loader_factory(cfg)
         return Trainer(cfg, rt, factory).fit()
