@@ -3,11 +3,12 @@ its config field, and its help beside it.
 
 A field becomes an option when its metadata (or the `overrides` a command passes for configs
 that carry none) has a "help". Other keys, where the CLI differs from the field: "cli_name",
-"cli_type", "flags" (Typer's option names, e.g. ("--out", "-o")), "cli_default" (a CLI-only
-default), "to_cli" (field default -> CLI default) and "parse" (CLI value -> field value; it may
-return DEFAULT to leave the field at its default). A field fed by several options lists them
-as dicts (name, type, default, help) under "options"; "parse" then takes them by name. A nested
-config dataclass contributes its own fields; overrides name those "outer.inner".
+"cli_type", "flags" (Typer's option names, e.g. ("--out", "-o")), "choices" (the values allowed,
+shown in --help and checked while parsing), "cli_default" (a CLI-only default), "to_cli"
+(field default -> CLI default) and "parse" (CLI value -> field value; it may return DEFAULT
+to leave the field at its default). A field fed by several options lists them as dicts (name,
+type, default, help) under "options"; "parse" then takes them by name. A nested config
+dataclass contributes its own fields; overrides name those "outer.inner".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, fields, is_dataclass
 from types import SimpleNamespace
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any, Literal, get_type_hints
 
 import typer
 
@@ -35,13 +36,29 @@ class Opt:
     help: str = ""
     flags: tuple[str, ...] = ()
     argument: bool = False
+    choices: tuple[str, ...] = ()
 
     def parameter(self) -> inspect.Parameter:
-        """The parameter Typer reads: `name: Annotated[type, Option(...)] = default`."""
-        info = (typer.Argument(help=self.help) if self.argument
-                else typer.Option(*self.flags, help=self.help))
+        """The parameter Typer reads: `name: Annotated[type, Option(...)] = default`.
+
+        Choices become a Literal (listed in --help, checked at parse time); a bool is a plain
+        flag pair `--x/--no-x` without Typer's `<bool>` metavar.
+        """
+        kind = self.type
+        if self.choices:
+            kind = Literal[self.choices]  # type: ignore[valid-type]
+            kind = kind | None if _allows_none(self.type) else kind
+        extra = {"metavar": ""} if self.type in (bool, bool | None) else {}
+        if self.argument and self.name.endswith("_arg"):  # `out_arg` shows as [out]
+            extra = {"metavar": self.name.removesuffix("_arg")}
+        info = (typer.Argument(help=self.help, **extra) if self.argument
+                else typer.Option(*self.flags, help=self.help, **extra))
         return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=self.default,
-                                 annotation=Annotated[self.type, info])
+                                 annotation=Annotated[kind, info])
+
+
+def _allows_none(hint: Any) -> bool:
+    return hint is None or type(None) in getattr(hint, "__args__", ())
 
 
 def command(app: typer.Typer, name: str, opts: Sequence[Opt]) -> Callable:
@@ -89,14 +106,15 @@ def config_opts(cls: type, overrides: Overrides | None = None, prefix: str = "")
     opts: list[Opt] = []
     for f, hint, meta in _specs(cls, overrides or {}, prefix):
         if "options" in meta:
-            opts += [Opt(o["name"], o["type"], o["default"], o["help"], tuple(o.get("flags", ())))
-                     for o in meta["options"]]
+            opts += [Opt(o["name"], o["type"], o["default"], o["help"], tuple(o.get("flags", ())),
+                         choices=tuple(o.get("choices", ()))) for o in meta["options"]]
         elif "help" in meta:
             default = meta["cli_default"] if "cli_default" in meta else _field_default(f)
             if "to_cli" in meta and default is not REQUIRED:
                 default = meta["to_cli"](default)
             opts.append(Opt(meta.get("cli_name", f.name), meta.get("cli_type", hint), default,
-                            meta["help"], tuple(meta.get("flags", ()))))
+                            meta["help"], tuple(meta.get("flags", ())),
+                            choices=tuple(meta.get("choices", ()))))
         else:
             opts += config_opts(hint, overrides, f"{prefix}{f.name}.")
     return opts

@@ -55,6 +55,8 @@ class DemoConfig:
     grid_samples: int = 8
     seed: int = field(default=0, metadata={"help": "Seed of data, weights and order."})
     workers: int = 2  # synth/shard processes
+    device: str = field(default="cpu", metadata={
+        "help": "Device of training and eval: cpu (the recipe is tuned for it), auto or cuda."})
 
 
 @dataclass
@@ -144,8 +146,9 @@ def train_model(cfg: DemoConfig, shards: Path, run: Path) -> dict[str, Any]:
         shards=shards, out=run, stages=(Stage(cfg.res, cfg.epochs),), model=cfg.model,
         model_options=dict(cfg.model_options), batch_size=cfg.batch_size,
         optimizer=cfg.optimizer, lr=cfg.lr, loss=LossConfig(mask=cfg.mask_loss),
-        channels_last=cfg.channels_last, augment=cfg.augment, seed=cfg.seed, device="cpu",
-        max_steps=cfg.max_steps, save_every=0, image_every=0,
+        channels_last=cfg.channels_last, augment=cfg.augment, seed=cfg.seed, device=cfg.device,
+        max_steps=cfg.max_steps, save_every=0, image_every=0,  # 0: a grid per epoch
+        recipe="default", overwrite=True,  # its own recipe; a rerun trains afresh
     ))
 
 
@@ -154,7 +157,7 @@ def evaluate_model(cfg: DemoConfig, checkpoint: Path, shards: Path) -> Any:
     from depthkit.eval.evaluate import EvalConfig, evaluate
 
     return evaluate(EvalConfig(checkpoint=checkpoint, shards=shards, split="val",
-                               batch_size=64, device="cpu", grid_samples=cfg.grid_samples))
+                               batch_size=64, device=cfg.device, grid_samples=cfg.grid_samples))
 
 
 def write_results(cfg: DemoConfig, result: Any, checkpoint: Path, timings: dict[str, float],

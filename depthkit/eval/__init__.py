@@ -6,9 +6,9 @@ The configs are torch-free; the rest load on first use, so the CLI can read `Eva
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from depthkit.core.lazy import lazy_exports
 from depthkit.eval.config import EvalConfig, PredictConfig
 
 if TYPE_CHECKING:
@@ -46,11 +46,4 @@ __all__ = ["EvalConfig", "EvalResult", "GRID_TITLES", "MetricAccumulator", "PRED
            "write_json"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

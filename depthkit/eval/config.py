@@ -22,7 +22,7 @@ class EvalConfig:
 
     checkpoint: Path = option(**_CHECKPOINT)
     shards: Path = option(help="Shard folder.", flags=("--shards", "-s"))
-    split: str = option("val", "Split to evaluate: val or train.")
+    split: str = option("val", "Split to evaluate.", choices=("val", "train"))
     res: int | None = option(None, _RES)
     shard_res: int | None = option(None, "Shard copy to read (default: --res if held, else "
                                          "largest).")

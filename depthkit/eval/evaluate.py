@@ -105,9 +105,22 @@ class EvalRun:
         return n if self.cfg.limit is None else min(n, self.cfg.limit)
 
 
+def shard_loader() -> Callable[[Any], Any]:
+    """build_loader (DALI) where `import nvidia.dali` works, else the webdataset loader (eval
+    does not augment, so both give the same batches; no DALI wheel on macOS or Windows)."""
+    from depthkit.loader.wds import build_wds_loader, dali_available
+
+    if not dali_available():
+        log.info("DALI is not installed: reading the shards with webdataset + Pillow")
+        return build_wds_loader
+    from depthkit.loader import build_loader
+
+    return build_loader
+
+
 def prepare(cfg: EvalConfig) -> EvalRun:
     """Check the options, load the model and build the loader (one-line errors, no work)."""
-    from depthkit.loader import LoaderConfig, build_loader
+    from depthkit.loader import LoaderConfig
     from depthkit.model.checkpoint import load_model
     from depthkit.shard.manifest import load_manifest, resolutions
     from depthkit.shard.preflight import verify_first
@@ -123,7 +136,7 @@ def prepare(cfg: EvalConfig) -> EvalRun:
     model, meta = load_model(cfg.checkpoint, device=str(device))
     res = check_res(cfg.res or int(meta["res"]))
     shard_res = pick_shard_res(resolutions(manifest), res, cfg.shard_res)
-    loader = build_loader(LoaderConfig(
+    loader = shard_loader()(LoaderConfig(
         shards=Path(cfg.shards), split=cfg.split, res=shard_res, batch_size=cfg.batch_size,
         augment=None, shuffle=False, device=device.type, num_threads=cfg.num_threads,
         drop_last=False,
@@ -232,7 +245,8 @@ def write_grid(result: EvalResult, path: Path, cell: int | None = None) -> None:
     if not result.grid_rows:
         raise DepthkitError("no samples to draw in the grid")
     size = cell or max(96, result.grid_rows[0][0].shape[0])
-    save_image_atomic(make_grid(result.grid_rows, GRID_TITLES, cell=size), Path(path))
+    save_image_atomic(make_grid(result.grid_rows, GRID_TITLES, cell=size,
+                                         depth_bar=True), Path(path))
 
 
 TABLE_ROWS = (

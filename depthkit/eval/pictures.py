@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from depthkit.core.images import colorize_depth, to_uint8
+from depthkit.core.images import add_depth_bar, add_titles, colorize_depth, title_font, to_uint8
 from depthkit.shard.schema import MASK_THRESHOLD
 
 GRID_TITLES = ("bg", "fgbg", "true mask", "pred mask", "true depth", "pred depth", "mask error")
@@ -36,9 +36,13 @@ def grid_row(bg: torch.Tensor, fgbg: torch.Tensor, mask: torch.Tensor, mask_prob
     ]
 
 
+SIDE_TITLES = ("bg", "fgbg", "mask", "depth")
+
+
 def side_by_side(bg: np.ndarray, fgbg: np.ndarray, mask: np.ndarray, depth: np.ndarray
                  ) -> Image.Image:
-    """bg | fgbg | mask | colour depth at the fgbg's size (bg resized to it); mask is bool."""
+    """bg | fgbg | mask | colour depth at the fgbg's size (bg resized to it), with column
+    titles and a near ... far depth colour bar; mask is bool."""
     h, w = fgbg.shape[:2]
     bg_fit = np.asarray(Image.fromarray(bg).resize((w, h), Image.BILINEAR))
     mask_rgb = np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
@@ -46,4 +50,6 @@ def side_by_side(bg: np.ndarray, fgbg: np.ndarray, mask: np.ndarray, depth: np.n
     canvas = Image.new("RGB", (4 * w + 3 * 4, h), (255, 255, 255))
     for i, tile in enumerate(tiles):
         canvas.paste(Image.fromarray(tile), (i * (w + 4), 0))
-    return canvas
+    font = title_font(min(w, h))
+    canvas = add_titles(canvas, SIDE_TITLES, [i * (w + 4) for i in range(4)], w, font)
+    return add_depth_bar(canvas, font)

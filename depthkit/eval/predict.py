@@ -32,14 +32,13 @@ from depthkit.core.images import colorize_depth, save_image_atomic, to_uint8
 from depthkit.core.normalization import normalize_images
 from depthkit.eval.config import PredictConfig
 from depthkit.eval.pictures import side_by_side
-from depthkit.shard.schema import MASK_THRESHOLD
+from depthkit.shard.schema import MASK_THRESHOLD, check_res
 
 log = logging.getLogger(__name__)
 
 # predict reads any photo Pillow decodes, more types than the dataset layout accepts.
 PREDICT_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ASPECT_TOLERANCE = 0.05  # bg and fgbg must show the same scene: aspect ratios within 5 %
-SIZE_MULTIPLE = 16  # model input sides must be divisible by this
 
 
 
@@ -54,13 +53,6 @@ class Prediction:
     @property
     def mask(self) -> np.ndarray:
         return self.mask_prob >= MASK_THRESHOLD
-
-
-def check_res(res: int) -> int:
-    """A model resolution must be positive and divisible by SIZE_MULTIPLE."""
-    if res <= 0 or res % SIZE_MULTIPLE:
-        raise DepthkitError(f"--res {res}: must be a positive multiple of {SIZE_MULTIPLE}")
-    return res
 
 
 def read_rgb(path: Path) -> np.ndarray:

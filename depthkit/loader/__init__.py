@@ -1,11 +1,11 @@
 """Batches for training and eval: shards through DALI (aligned augmentation, backgrounds joined
-by id), or tensors in memory. Names import lazily: DALI loads with the first name that needs it.
+by id), through webdataset without DALI (eval, no augmentation), or tensors in memory.
+Names import lazily: DALI loads with the first name that needs it.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from depthkit.core.lazy import lazy_exports
 
 _HOMES = {
     "AugmentConfig": "depthkit.loader.augment",
@@ -20,16 +20,12 @@ _HOMES = {
     "shard_range": "depthkit.loader.config",
     "Loader": "depthkit.loader.pipeline",
     "build_loader": "depthkit.loader.pipeline",
+    "WdsLoader": "depthkit.loader.wds",
+    "build_wds_loader": "depthkit.loader.wds",
+    "dali_available": "depthkit.loader.wds",
 }
 
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOMES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from depthkit.core.errors import DepthkitError
-from depthkit.loader.augment import AugmentConfig
+
+if TYPE_CHECKING:  # an annotation only: LoaderConfig and DEFAULT_NORM stay DALI-free
+    from depthkit.loader.augment import AugmentConfig
 
 # Mean/std of the original dataset at 224 px, used when a manifest has no stats.
 DEFAULT_NORM = {

@@ -141,7 +141,7 @@ class Loader:
             found = err
         return found or DepthkitError(
             f"the loader failed reading the {cfg.split} shards of {root} at {cfg.res} px "
-            f"({_dali_reason(text)}); run `depthkit verify {root}` to find the damaged file")
+            f"({_dali_reason(text)}); run `depthkit verify -s {root}` to find the damaged file")
 
     def _finish(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Torch-side steps: mask threshold, colour, grid distortion, dtypes, memory format."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from depthkit.core.atomic import is_tmp_name
 from depthkit.core.diskspace import SpaceUse, on_disk_full
 from depthkit.core.errors import DepthkitError
 from depthkit.core.lock import LOCK_NAME
@@ -29,6 +30,8 @@ from depthkit.shard.tario import (
 from depthkit.source import Problem, Source
 
 _SHARD_FILE = re.compile(r"^(train|val)-\d{6}\.(tar|idx)$")
+_OUR_FILE = re.compile(r"^((train|val)-\d{6}|backgrounds)\.(tar|idx)$")
+_RES_DIR = re.compile(r"^[1-9]\d*$")
 
 
 def tar_paths(out: Path, res: int, stem: str) -> tuple[Path, Path]:
@@ -201,3 +204,23 @@ def remove_strays(out: Path, resolutions: tuple[int, ...], keep: set[str]) -> No
         for p in (out / schema.res_dir(r)).iterdir():
             if _SHARD_FILE.match(p.name) and rel(out, p) not in keep:
                 p.unlink()
+
+
+def remove_old_resolutions(out: Path, resolutions: tuple[int, ...]) -> list[str]:
+    """Delete the `<res>/` folders an earlier run wrote that this run's manifest does not
+    list (docs/format.md: unlisted files are removed); only folders holding nothing but
+    depthkit's tars, indexes and temp files. Returns them as "224/"."""
+    listed = {schema.res_dir(r) for r in resolutions}
+    removed = []
+    for d in sorted(out.iterdir(), key=lambda p: (len(p.name), p.name)):
+        if not d.is_dir() or d.name in listed or not _RES_DIR.match(d.name):
+            continue
+        files = list(d.iterdir())
+        if not all(f.is_file() and (_OUR_FILE.match(f.name) or is_tmp_name(f.name))
+                   for f in files):
+            continue  # someone else's files too: leave the folder alone
+        for f in files:
+            f.unlink()
+        d.rmdir()
+        removed.append(f"{d.name}/")
+    return removed

@@ -43,7 +43,7 @@ _IMAGE_EXTS = frozenset(f.ext for f in (*schema.IMAGE_FIELDS, schema.BACKGROUND)
 def corrupt(path: Path, reason: str, root: Path, key: str | None = None) -> DepthkitError:
     """The one-line error for a damaged shard file (and sample), with what to do about it."""
     where = f" (sample {key})" if key else ""
-    return DepthkitError(f"corrupt shard {path}{where}: {reason}; run `depthkit verify {root}` "
+    return DepthkitError(f"corrupt shard {path}{where}: {reason}; run `depthkit verify -s {root}` "
                          "to check every shard, then reshard (or copy the folder again)")
 
 
@@ -86,7 +86,7 @@ def check_entry(root: Path, entry: dict[str, Any], required: Sequence[str]) -> N
     for path in (tar, idx):
         if not path.is_file():
             raise DepthkitError(f"missing shard file {path} (listed in the manifest); run "
-                                f"`depthkit verify {root}`, then reshard")
+                                f"`depthkit verify -s {root}`, then reshard")
     size = tar.stat().st_size
     want = entry.get("bytes")
     if want is not None and size != int(want):
@@ -194,5 +194,5 @@ def verify_first(root: Path, progress: bool = True) -> None:
     report = verify_shards(Path(root), workers=workers if workers > 1 else 0, progress=progress)
     if not report.ok:
         raise DepthkitError(f"--verify: {len(report.problems)} problem(s) in the shards of "
-                            f"{root}, e.g. {report.problems[0]}; run `depthkit verify {root}` "
+                            f"{root}, e.g. {report.problems[0]}; run `depthkit verify -s {root}` "
                             "for the list, then reshard (or copy the folder again)")

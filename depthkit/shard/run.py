@@ -24,7 +24,9 @@ import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from depthkit.core.errors import DepthkitError
 from depthkit.core.lock import RunLock
@@ -35,12 +37,14 @@ from depthkit.shard.direct import is_random_access, plan_refs, write_direct
 from depthkit.shard.files import (
     check_out,
     prepare_out,
+    remove_old_resolutions,
     remove_strays,
     shard_files_ok,
     write_backgrounds,
 )
 from depthkit.shard.journal import load_journal, run_fingerprint
 from depthkit.shard.manifest import listed_paths, total_bytes, write_manifest
+from depthkit.shard.native import source_resolution
 from depthkit.shard.plan import make_plan
 from depthkit.shard.pool import start_pool
 from depthkit.shard.spill_path import bucket_folder, write_spilled
@@ -98,33 +102,59 @@ def _write_shards(sources: list[Path], cfg: ShardConfig,
     t0 = time.monotonic()
     out = Path(cfg.out)
     check_out(out, sources)  # again under the lock
-    resolutions = tuple(sorted(set(cfg.resolutions)))
     with open_source(sources) as source:
         pairs = list_planned_samples(source, cfg)
         plan = make_plan(pairs, cfg.split, cfg.shard_size)
+        subset = {bg for _, bg in pairs} if cfg.bgs or cfg.limit else None
+        native = cfg.resolutions is None  # then the source's own size
+        if native:
+            cfg = replace(cfg, resolutions=(source_resolution(source, plan.slot, subset),))
+        resolutions = tuple(sorted(set(cfg.resolutions or ())))
         fingerprint = run_fingerprint(plan, cfg, resolutions, sources)
         prepare_out(out, resolutions)
         run = RunContext(
             out=out, cfg=cfg, sources=sources, resolutions=resolutions, plan=plan,
             journal=load_journal(out, fingerprint), on_reject=_rejecter(cfg.strict), pool=pool,
-            subset_bgs={bg for _, bg in pairs} if cfg.bgs or cfg.limit else None)
+            subset_bgs=subset)
         backgrounds = write_backgrounds(run, source)
         todo = _keep_finished(run)
-        kept = len(run.journal["done"])
-        resumed = 0
+        kept = (len(run.journal["done"]), _samples(run.journal["done"]))
+        resumed, t_convert = 0, time.monotonic()
         if is_random_access(source):
             run.journal["spill"] = None
             refs, problems = plan_refs(run, source, backgrounds)
             write_direct(run, source, refs, todo)
         else:
             problems, resumed = write_spilled(run, source, set(backgrounds.ids), todo)
+        t_convert = time.monotonic() - t_convert
     manifest = write_manifest(run, backgrounds, backgrounds.problems + problems)
     shutil.rmtree(bucket_folder(out), ignore_errors=True)
     remove_strays(out, resolutions, listed_paths(manifest))
     counts = manifest["counts"]
-    return ShardSummary(out, {s: counts[s] for s in schema.SPLITS}, counts["rejected"],
-                        manifest["rejects"]["by_reason"], total_bytes(manifest),
-                        time.monotonic() - t0, kept, len(todo), resumed)
+    summary = ShardSummary(out, {s: counts[s] for s in schema.SPLITS}, counts["rejected"],
+                           manifest["rejects"]["by_reason"], total_bytes(manifest),
+                           time.monotonic() - t0, kept[0], len(todo), resumed, kept[1])
+    summary.convert_seconds = t_convert
+    _describe(summary, run, dict(pairs), native)
+    summary.removed = tuple(remove_old_resolutions(out, resolutions))
+    return summary
+
+
+def _describe(summary: ShardSummary, run: RunContext, bg_of: dict[str, int],
+              native: bool) -> None:
+    """Fill in what the summary says about the layout: resolutions, split, val backgrounds."""
+    summary.resolutions = run.resolutions
+    summary.native_res = native
+    summary.split = run.cfg.split.method
+    summary.val_bgs = tuple(sorted({bg_of[k] for s in run.plan.shards if s.split == "val"
+                                    for k in s.keys}))
+    summary.backgrounds = len(set(bg_of.values()))
+
+
+def _samples(done: dict[str, Any]) -> int:
+    """Samples in the finished shards of a journal (the same at every resolution)."""
+    return sum(max((f["samples"] for f in rec.get("files", {}).values()), default=0)
+               for rec in done.values())
 
 
 def _keep_finished(run: RunContext) -> set[int]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from depthkit.core.errors import DepthkitError
 from depthkit.source.naming import sample_key as sample_key  # re-exported
 
 FORMAT_NAME = "depthkit-shards"
@@ -46,6 +47,15 @@ EXT_DEPTH = "depth.jpg"
 EXT_BGID = "bgid"
 EXT_META = "meta.json"
 EXT_BG = "jpg"
+
+RES_MULTIPLE = 16  # resolutions (shard, train, eval, predict) must be multiples of this: 4 poolings
+
+
+def check_res(res: int, option: str = "--res") -> int:
+    """Return `res` if it is a positive multiple of RES_MULTIPLE, else a one-line DepthkitError."""
+    if res <= 0 or res % RES_MULTIPLE:
+        raise DepthkitError(f"{option} {res}: must be a positive multiple of {RES_MULTIPLE}")
+    return res
 
 
 

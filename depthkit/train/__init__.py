@@ -6,9 +6,9 @@ CLI does to build `depthkit train`) does not import torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from depthkit.core.lazy import lazy_exports
 from depthkit.train.config import LossConfig, Stage, TrainConfig, parse_schedule
 
 if TYPE_CHECKING:
@@ -35,11 +35,4 @@ __all__ = ["LossConfig", "Runtime", "Stage", "TrainConfig", "TrainState", "Train
            "train_one_epoch", "validate"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -36,7 +36,8 @@ def image_grid(
         pred["depth"].expand(-1, 3, -1, -1),
     ]
     rows_img = torch.cat(cols, dim=3)  # (k, 3, H, 6W)
-    return torch.cat(list(rows_img), dim=1).detach().cpu()  # (3, kH, 6W)
+    grid = torch.cat(list(rows_img), dim=1).detach().cpu()  # (3, kH, 6W)
+    return grid.nan_to_num(0.0)  # a diverging run's NaNs: black, not a cast warning
 
 
 class Board:

@@ -61,6 +61,43 @@ class CheckpointSaver:
         return path
 
 
+CHECKPOINT_NAMES = ("last.pt", "best.pt")
+EVENTS_GLOB = "events.out.tfevents.*"  # TensorBoard's event files (SummaryWriter)
+
+
+def run_files(cfg: TrainConfig) -> list[Path]:
+    """The files an earlier run wrote in cfg.out: its checkpoints and TensorBoard events."""
+    out = Path(cfg.out)
+    found = [out / n for n in CHECKPOINT_NAMES if (out / n).is_file()]
+    tb = cfg.tb_dir
+    return found + (sorted(p for p in tb.glob(EVENTS_GLOB) if p.is_file()) if tb.is_dir() else [])
+
+
+def check_run_folder(cfg: TrainConfig) -> list[Path]:
+    """Before any work: a run folder holding a run needs --resume (of that run) or --overwrite;
+    returns the files --overwrite is to delete (one-line DepthkitError otherwise)."""
+    out, files = Path(cfg.out), run_files(cfg)
+    own = cfg.resume is not None and Path(cfg.resume).resolve().parent == out.resolve()
+    if cfg.overwrite and own:
+        raise DepthkitError(f"--overwrite would delete --resume {cfg.resume}: pass one of them")
+    if cfg.overwrite or not files:
+        return files
+    if own:
+        return []  # continuing this folder's own run
+    last = out / "last.pt"
+    held = (", ".join(p.name for p in files if p.suffix == ".pt")
+            or f"TensorBoard events in {cfg.tb_dir}")
+    cont = f"pass --resume {last} to continue it or " if last.is_file() else "pass "
+    raise DepthkitError(f"{out} already holds a run ({held}); {cont}--overwrite to start again")
+
+
+def clear_run(files: list[Path]) -> None:
+    """Delete an earlier run's files (--overwrite): only the ones `run_files` named."""
+    for path in files:
+        path.unlink(missing_ok=True)
+        log.info("--overwrite: deleted %s", path)
+
+
 def nonfinite_part(state: TrainState) -> str | None:
     """'training loss' or 'weights' if this epoch's summed losses or the model's parameters and
     buffers hold a NaN/inf, else None: checked before every save (one host read of two flags),

@@ -8,24 +8,37 @@ converter; a field fed by several options lists them under "options" (depthkit.c
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from depthkit.core.errors import DepthkitError
 from depthkit.core.options import option as _opt
+from depthkit.shard.schema import check_res
 
 # The original's batch sizes per resolution (Colab memory); other sizes scale by pixel count.
+# --help lists these and the parser checks them (torch-free copies of the names in
+# model.registry, train.optim and train.losses; tests/test_cli.py keeps them equal).
+MODEL_CHOICES = ("default", "diffunet", "diffunet-full", "diffunet-nodiff", "unetexp")
+OPTIMIZER_CHOICES = ("sgd", "adamw")
+MASK_LOSS_CHOICES = ("bce_dice", "bce_lovasz", "mse")
+DEPTH_LOSS_CHOICES = ("l1_ssim_grad", "mse")
+AMP_DTYPE_CHOICES = ("auto", "bf16", "fp16")
 ORIGINAL_BATCH = {64: 100, 128: 32, 224: 12}
+RECIPES = ("default", "original")  # --recipe: what the options left unset default to
+# per recipe: optimizer, lr, weight decay; the losses are LossConfig.filled's
+RECIPE_OPTIMIZER = {"default": ("adamw", 4e-3, 1e-2), "original": ("sgd", 0.047, 1e-3)}
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """Which loss per head and how they are weighted (total = mask_w * mask + depth_w * depth)."""
 
-    mask: str = _opt("bce_dice", "bce_dice, bce_lovasz (BCE + Lovasz hinge, an IoU surrogate) "
-                     "or mse (original).", cli_name="mask_loss")
-    depth: str = _opt("l1_ssim_grad", "l1_ssim_grad or mse (original).", cli_name="depth_loss")
+    mask: str | None = _opt(  # None: the recipe's (filled)
+        None, "bce_dice (default), bce_lovasz (BCE + Lovasz hinge, an IoU surrogate) or mse "
+        "(--recipe original).", cli_name="mask_loss", choices=MASK_LOSS_CHOICES)
+    depth: str | None = _opt(None, "l1_ssim_grad (default) or mse (--recipe original).",
+                             cli_name="depth_loss", choices=DEPTH_LOSS_CHOICES)
     mask_weight: float = _opt(1.0, "Weight of the mask loss.")
     depth_weight: float = _opt(1.0, "Weight of the depth loss.")
     dice_weight: float = 1.0  # of the Dice (bce_dice) or Lovasz (bce_lovasz) term
@@ -36,6 +49,12 @@ class LossConfig:
     def original(cls) -> LossConfig:
         """The course's loss: MSE on both heads."""
         return cls(mask="mse", depth="mse")
+
+    def filled(self, recipe: str = "default") -> LossConfig:
+        """The losses left unset (None) taken from `recipe`: mse for original."""
+        original = recipe == "original"
+        return replace(self, mask=self.mask or ("mse" if original else "bce_dice"),
+                       depth=self.depth or ("mse" if original else "l1_ssim_grad"))
 
 
 @dataclass(frozen=True)
@@ -56,17 +75,20 @@ def parse_schedule(text: str) -> tuple[Stage, ...]:
             raise DepthkitError(
                 f"--schedule: bad stage '{part}' (want RES:EPOCHS, e.g. 64:5,128:3,224:1)"
             ) from None
-        if res <= 0 or res % 16 or epochs <= 0:
-            raise DepthkitError(
-                f"--schedule: stage '{part}' needs a resolution divisible by 16 and epochs >= 1"
-            )
+        check_res(res, f"--schedule: stage '{part}': resolution")
+        if epochs <= 0:
+            raise DepthkitError(f"--schedule: stage '{part}' needs epochs >= 1")
         stages.append(Stage(res, epochs))
     return tuple(stages)
 
 
 def stages_from_options(res: int, epochs: int, schedule: str | None) -> tuple[Stage, ...]:
     """The CLI's --schedule if given, else one stage of --epochs at --res."""
-    return parse_schedule(schedule) if schedule else (Stage(res, epochs),)
+    if schedule:
+        return parse_schedule(schedule)
+    if epochs <= 0:
+        raise DepthkitError(f"--epochs {epochs}: must be >= 1")
+    return (Stage(check_res(res, "--res"), epochs),)
 
 
 def model_options_from_items(items: list[str] | None) -> dict[str, Any]:
@@ -96,46 +118,65 @@ class TrainConfig:
     """Everything one training run needs (the CLI fills it from its options)."""
 
     shards: Path = field(metadata={"help": "Shard folder (from `depthkit shard`).",
-                                   "cli_default": Path("shards")})
+                                   "cli_default": Path("shards"), "flags": ("--shards", "-s")})
     out: Path = _opt(Path("runs/depthkit"), "Run folder: last.pt, best.pt, tb/.",
                      flags=("--out", "-o"))
     stages: tuple[Stage, ...] = field(
         default=(Stage(64, 5),), metadata={"options": STAGE_OPTIONS, "parse": stages_from_options})
-    model: str = _opt("default", "default, diffunet, unetexp, ... (see README).")
+    model: str = _opt("default", "Model (see README).", choices=MODEL_CHOICES)
     model_options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "Model constructor option KEY=VALUE, repeatable, e.g. widths='(16,32,48,64)'.",
         "cli_name": "model_option", "cli_type": list[str] | None, "cli_default": None,
         "parse": model_options_from_items})
+    recipe: str = _opt("default", "What unset options default to: default (AdamW lr 4e-3 "
+                       "one-cycle, bce_dice + l1_ssim_grad) or original (the course's SGD 0.047, "
+                       "momentum 0.9, L2 1e-3, StepLR 2 x 0.1, MSE losses).", choices=RECIPES)
     batch_size: int | None = _opt(  # None: ORIGINAL_BATCH per resolution
-        None, "Per-rank batch (default: the original's 100/32/12 at 64/128/224 px).")
-    optimizer: str = _opt("sgd", "sgd (original: momentum, L2, StepLR) or adamw (one-cycle).")
-    lr: float | None = _opt(None, "LR (default 0.047 sgd, 3e-3 adamw).")  # adamw: the peak
+        None, "Per-rank batch, >= 1 (default: the original's 100/32/12 at 64/128/224 px).")
+    optimizer: str | None = _opt(  # None: the recipe's
+        None, "adamw (one-cycle; default) or sgd (momentum, L2, StepLR; --recipe original).",
+        choices=OPTIMIZER_CHOICES)
+    lr: float | None = _opt(None, "LR (default 4e-3 adamw, 0.047 sgd).")  # adamw: the peak
     momentum: float = 0.9
     weight_decay: float | None = _opt(  # sgd: as L2; adamw: decoupled
-        None, "Default 1e-3 (sgd) / 1e-2 (adamw).")
+        None, "Default 1e-2 (adamw) / 1e-3 (sgd).")
     step_size: int = _opt(2, "sgd: epochs between LR drops.")  # StepLR
     gamma: float = _opt(0.1, "sgd: LR drop factor.")  # StepLR
     warmup: float = 0.25  # one-cycle: fraction of steps rising to the peak (adamw)
     loss: LossConfig = field(default_factory=LossConfig)
     amp: bool = _opt(False, "Mixed precision: bf16/fp16 (+grad scaler) on CUDA, bf16 autocast "
                      "on CPU.")
-    amp_dtype: str = _opt("auto", "auto, bf16 or fp16 (CUDA only).")  # auto: bf16 if supported
+    amp_dtype: str = _opt("auto", "bf16 or fp16 (CUDA only; auto: bf16 where supported).",
+                          choices=AMP_DTYPE_CHOICES)  # auto: bf16 if supported
     channels_last: bool | None = _opt(None, "Default: on for CUDA, off on CPU.",
                                       flags=("--channels-last/--no-channels-last",))
     compile: bool = _opt(False, "torch.compile the model.")
     device: str = _opt("auto", "auto, cpu or cuda.")
     augment: bool = _opt(True, "Training augmentations.")
-    num_threads: int = _opt(2, "Loader threads per rank.", cli_name="threads")
+    num_threads: int = _opt(2, "Loader threads per rank (--threads: deprecated spelling).",
+                            cli_name="workers", flags=("--workers", "-j", "--threads"))
     seed: int = _opt(0, "Seed of weights and data order.")
     save_every: int = _opt(500, "Steps between last.pt writes.")  # 0: only per epoch
     log_every: int = _opt(20, "Steps between TensorBoard scalars.")  # each is a CPU-GPU sync
-    image_every: int = _opt(500, "Steps between image grids.")  # 0: per epoch only
+    image_every: int = _opt(  # the last step of every epoch logs one as well
+        500, "Steps between image grids; one at each epoch's end too (0: only those).")
     val_every: int = _opt(1, "Epochs between validations (0: none).")
     max_steps: int | None = _opt(None, "Stop after N steps (resumable).")  # then save
     logdir: Path | None = _opt(None, "TensorBoard folder (default OUT/tb).")
     resume: Path | None = _opt(None, "Checkpoint to continue from.")
+    overwrite: bool = _opt(False, "Start again in a run folder that holds a run: delete its "
+                           "last.pt, best.pt and TensorBoard event files first.")
     verify: bool = _opt(False, "Run `depthkit verify` on the shards first (checksums, every "
                         "image decoded); without it only a quick check of sizes and indexes.")
+
+    def __post_init__(self) -> None:
+        """Refuse values no run can use, before any work (one-line DepthkitError)."""
+        if self.recipe not in RECIPES:
+            raise DepthkitError(f"--recipe {self.recipe}: must be one of {', '.join(RECIPES)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise DepthkitError(f"--batch-size {self.batch_size}: must be >= 1")
+        for stage in self.stages:
+            check_res(stage.res, "--res")
 
     @property
     def total_epochs(self) -> int:
@@ -147,7 +188,7 @@ class TrainConfig:
         return Path(self.logdir or Path(self.out) / "tb")
 
     def batch_for(self, res: int) -> int:
-        return self.batch_size or default_batch_size(res)
+        return self.batch_size if self.batch_size is not None else default_batch_size(res)
 
     def stage_at(self, epoch: int) -> Stage | None:
         """The stage that global epoch `epoch` (0-based) belongs to; None past the end."""
@@ -156,6 +197,17 @@ class TrainConfig:
                 return stage
             epoch -= stage.epochs
         return None
+
+
+def apply_recipe(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with the options left unset (None) filled from its recipe; explicit ones stay."""
+    optimizer, lr, wd = RECIPE_OPTIMIZER[cfg.recipe]
+    if cfg.optimizer is not None and cfg.optimizer != optimizer:
+        lr, wd = None, None  # another optimiser: its own defaults (build_optimizer)
+    return replace(cfg, optimizer=cfg.optimizer or optimizer,
+                   lr=cfg.lr if cfg.lr is not None else lr,
+                   weight_decay=cfg.weight_decay if cfg.weight_decay is not None else wd,
+                   loss=cfg.loss.filled(cfg.recipe))
 
 
 def config_record(cfg: TrainConfig) -> dict[str, Any]:

@@ -107,7 +107,7 @@ class Criterion:
     """criterion(out, batch) -> (total, {"mask": ..., "depth": ...}); parts are detached."""
 
     def __init__(self, cfg: LossConfig) -> None:
-        self.cfg = cfg
+        self.cfg = cfg = cfg.filled()  # losses left unset: the default recipe's
         self.mask_loss = mask_loss_fn(cfg)
         self.depth_loss = depth_loss_fn(cfg)
 

@@ -1,4 +1,5 @@
-"""Optimisers and LR schedules: SGD + StepLR per epoch (the original) or AdamW + one-cycle."""
+"""Optimisers and LR schedules: AdamW + one-cycle (default) or SGD + StepLR per epoch (the
+original); `apply_recipe` (train.config) fills the options a run leaves unset."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 from depthkit.core.errors import DepthkitError
-from depthkit.train.config import TrainConfig
+from depthkit.train.config import TrainConfig, apply_recipe
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -33,12 +34,13 @@ class OneCycle:
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD (momentum, L2 via weight_decay; the original) or AdamW (decoupled decay)."""
+    cfg = apply_recipe(cfg)
     if cfg.optimizer == "sgd":
         lr = 0.047 if cfg.lr is None else cfg.lr
         wd = 1e-3 if cfg.weight_decay is None else cfg.weight_decay
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=wd)
     if cfg.optimizer == "adamw":
-        lr = 3e-3 if cfg.lr is None else cfg.lr
+        lr = 4e-3 if cfg.lr is None else cfg.lr
         wd = 1e-2 if cfg.weight_decay is None else cfg.weight_decay
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     raise DepthkitError(f"--optimizer: '{cfg.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
@@ -48,7 +50,7 @@ def build_scheduler(
     cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int
 ) -> tuple[torch.optim.lr_scheduler.LRScheduler, bool]:
     """StepLR stepped per epoch (sgd) or one-cycle stepped per batch (adamw); True if per batch."""
-    if cfg.optimizer == "sgd":
+    if apply_recipe(cfg).optimizer == "sgd":
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
         return sched, False
     return torch.optim.lr_scheduler.LambdaLR(opt, OneCycle(total_steps, cfg.warmup)), True

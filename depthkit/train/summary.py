@@ -1,4 +1,5 @@
-"""Text summaries of a run: one line per epoch record, and the end-of-run report."""
+"""Text summaries of a run: one line per epoch record (logged as it ends), and the end-of-run
+report."""
 
 from __future__ import annotations
 
@@ -20,12 +21,11 @@ def format_train_summary(result: dict[str, Any], cfg: TrainConfig) -> str:
     """The end-of-run summary (empty on non-master ranks, which return no history)."""
     if not result.get("master", True):
         return ""
+    if result.get("nothing_to_do"):
+        return str(result["nothing_to_do"])
+    # each epoch's line was logged when it ended: not repeated here
     lines = [f"trained {result['epochs']} epoch(s), {result['steps']} steps in "
              f"{result['seconds']:.0f} s; model {result['params']:,} parameters"]
-    for rec in result["history"]:
-        line = summary_line(rec)
-        if line:
-            lines.append(f"  epoch {rec['epoch']} @ {rec['res']} px: {line}")
     written = [str(Path(cfg.out) / name) for name in ("last.pt", "best.pt")
                if (Path(cfg.out) / name).is_file()]
     lines.append(f"checkpoints: {', '.join(written) or 'none'}; TensorBoard: {cfg.tb_dir}")

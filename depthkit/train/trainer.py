@@ -31,9 +31,17 @@ from depthkit.model import (
 )
 from depthkit.model.checkpoint import build_model_from, load_checkpoint, unwrap
 from depthkit.train.board import Board, Throughput, image_grid
-from depthkit.train.checkpoints import CheckpointSaver, ModelSpec, nonfinite_part, resume_state
-from depthkit.train.config import Stage, TrainConfig
-from depthkit.train.data import shard_loader_factory
+from depthkit.train.checkpoints import (
+    CheckpointSaver,
+    ModelSpec,
+    check_run_folder,
+    clear_run,
+    continues_run,
+    nonfinite_part,
+    resume_state,
+)
+from depthkit.train.config import Stage, TrainConfig, apply_recipe
+from depthkit.train.data import shard_loader_factory, without_missing_val
 from depthkit.train.interrupt import Interrupted, StopSignals
 from depthkit.train.loop import TrainState, train_one_epoch, validate
 from depthkit.train.losses import build_criterion
@@ -56,9 +64,30 @@ def build_model(cfg: TrainConfig, ck: dict[str, Any] | None) -> tuple[nn.Module,
             raise DepthkitError(
                 f"--resume {cfg.resume} holds model '{name}', not --model {cfg.model}"
             )
-        model = build_model_from(ck, cfg.resume)
         kwargs = dict(ck["meta"]["model_kwargs"])
+        check_model_options(cfg, name, kwargs)
+        model = build_model_from(ck, cfg.resume)
     return model, ModelSpec(name, kwargs, count_parameters(model))
+
+
+def check_model_options(cfg: TrainConfig, name: str, stored: dict[str, Any]) -> None:
+    """--model-option with --resume must agree with the checkpoint's model (it is not rebuilt)."""
+    asked = model_kwargs(name, **cfg.model_options)
+    for key in cfg.model_options:
+        if asked[key] != stored.get(key):
+            raise DepthkitError(
+                f"--model-option {key}={cfg.model_options[key]!r}: --resume {cfg.resume} holds "
+                f"a model with {key}={stored.get(key)!r}; drop the option or start a new run")
+
+
+def finished_message(cfg: TrainConfig, ck: dict[str, Any] | None) -> str | None:
+    """What to say when the resumed checkpoint already finished this schedule (else None)."""
+    if ck is None or not continues_run(cfg, ck["meta"]):
+        return None
+    if int(ck["meta"]["epoch"]) < cfg.total_epochs:
+        return None
+    return (f"nothing to do: {cfg.resume} already finished its schedule ({cfg.total_epochs} "
+            "epochs); raise --epochs or change --schedule to train more")
 
 
 class Trainer:
@@ -78,6 +107,7 @@ class Trainer:
 
         ck = load_checkpoint(cfg.resume) if cfg.resume else None
         model, self.model_spec = build_model(cfg, ck)
+        self.finished = finished_message(cfg, ck)
         self.flops = {s.res: forward_flops(model, s.res) for s in cfg.stages}
         self.saver = CheckpointSaver(cfg, self.model_spec, enabled=self.master)
         model = model.to(rt.device)
@@ -85,6 +115,10 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.train_loaders = {s.res: self._loader("train", s.res, train=True)
                               for s in cfg.stages}
+        for res, loader in self.train_loaders.items():  # shard runs were checked before
+            if len(loader) == 0 and not self.finished:
+                raise DepthkitError(f"--batch-size {cfg.batch_for(res)}: more than the training "
+                                    f"samples per rank at {res} px (0 steps); pass a smaller one")
         self.state = self._new_state(model)
         # (path, step) of the newest checkpoint known good: named when a run diverges
         self.last_saved: tuple[Path, int] | None = None
@@ -152,6 +186,11 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Run every remaining epoch of every stage; returns the history and final metrics."""
         cfg, s = self.cfg, self.state
+        if self.finished:  # a resumed run with nothing left: no new event file, no save
+            return {"history": [], "epochs": s.epoch, "steps": s.step, "master": self.master,
+                    "model": unwrap(s.model), "seconds": 0.0, "best_val_loss": s.best,
+                    "params": self.model_spec.params, "flops": self.flops,
+                    "nothing_to_do": self.finished}
         self.board.open()
         start = time.perf_counter()
         try:
@@ -238,17 +277,19 @@ class Trainer:
         self.speed.reset()
         t0 = time.perf_counter()
         with progress_bar(label, total=len(loader) * bsz, unit="samples",
-                          enabled=self.master) as advance:
-            advance(skip * bsz)
+                          enabled=self.master, start=skip * bsz) as advance:
+            advance(skip * bsz)  # trained before a resume: shown, kept out of the rate
+            on_step = functools.partial(self._on_step, advance=advance, last=len(loader))
             means = train_one_epoch(s, loader, self.criterion, self.rt, skip=skip,
-                                    max_steps=cfg.max_steps,
-                                    on_step=functools.partial(self._on_step, advance=advance))
+                                    max_steps=cfg.max_steps, on_step=on_step)
         return means, time.perf_counter() - t0
 
     def _on_step(self, state: TrainState, batch: dict[str, Tensor], out: dict[str, Tensor],
-                 loss: Tensor, parts: dict[str, Tensor], advance: Callable[..., None]) -> None:
-        """After each optimiser step: progress, scalars, image grid and last.pt, each at its
-        interval; then a stop signal, if one came, saves and raises Interrupted."""
+                 loss: Tensor, parts: dict[str, Tensor], advance: Callable[..., None],
+                 last: int) -> None:
+        """After each optimiser step: progress, scalars, image grid (also at the epoch's `last`
+        batch) and last.pt, each at its interval; then a stop signal, if one came, saves and
+        raises Interrupted."""
         cfg = self.cfg
         if self.rt.dist.distributed:  # first all ranks agree (stop? loss finite?), then act
             self._stop_if_asked(loss)
@@ -258,7 +299,8 @@ class Trainer:
         if cfg.log_every and state.step % cfg.log_every == 0:
             fields = self._log_step(state, loss, parts)
         advance(bsz, **fields)
-        if cfg.image_every and state.step % cfg.image_every == 0:
+        if (cfg.image_every and state.step % cfg.image_every == 0) or (
+                state.batch_in_epoch == last):
             self.board.image("train/samples", lambda: image_grid(batch, out, self.norm),
                              state.step)
         if cfg.save_every and state.step % cfg.save_every == 0:
@@ -310,7 +352,7 @@ class Trainer:
             self.val_loaders[stage.res] = self._loader("val", stage.res, train=False)
         val = validate(self.state.model, self.val_loaders[stage.res], self.criterion, self.rt)
         self.board.scalars("val", val, self.state.step)
-        if val["loss"] < self.state.best:
+        if val["loss"] < self.state.best and self.state.step > 0:  # never an untrained model
             self.state.best = val["loss"]
             self.save("best.pt", val)
         return val
@@ -324,9 +366,22 @@ def fit(cfg: TrainConfig, make_loader: LoaderFactory | None = None) -> dict[str,
     """
     if not cfg.stages:
         raise DepthkitError("no training stages (give --res/--epochs or --schedule)")
-    # one run per run folder; rank 0 alone writes there, so it alone takes the lock
+    cfg = apply_recipe(cfg)  # unset options from --recipe, so checkpoints record what ran
+    if make_loader is None:
+        cfg = without_missing_val(cfg)  # (and a missing shard folder is named first)
+    # one run per run folder (a live run is named before any other check); rank 0 alone
+    # writes there, so it alone takes the lock
     lock = RunLock(Path(cfg.out), "train") if dist_from_env().is_master else nullcontext()
-    with lock, distributed_runtime(cfg) as rt:
+    with lock:
+        stale = check_run_folder(cfg)  # before any work
+        factory = make_loader or shard_loader_factory(cfg)  # checks shards and batch sizes
+        return _fit_locked(cfg, factory, stale)
+
+
+def _fit_locked(cfg: TrainConfig, factory: LoaderFactory, stale: list[Path]) -> dict[str, Any]:
+    """The run itself, with the run folder locked and checked."""
+    with distributed_runtime(cfg) as rt:
+        if stale and dist_from_env().is_master:
+            clear_run(stale)  # --overwrite
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts)
-        factory = make_loader or shard_loader_factory(cfg)
         return Trainer(cfg, rt, factory).fit()

@@ -103,7 +103,7 @@ def test_tar_cut_inside_its_last_member_is_one_line_not_a_crash(shards: Path,
     assert run.returncode == 2, run.stderr[-2000:]
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: corrupt shard ") and str(tar) in last
-    assert f"`depthkit verify {shards}`" in last and "Traceback" not in run.stderr
+    assert f"`depthkit verify -s {shards}`" in last and "Traceback" not in run.stderr
     assert not (out / "last.pt").exists()
 
 
@@ -127,7 +127,7 @@ def test_overwritten_jpeg_stops_training_naming_tar_and_sample(shards: Path,
         fit(_train_cfg(shards, tmp_path / "run"))
     msg = str(err.value)
     assert f"corrupt shard {shards / TAR} (sample {key}): {key}.fgbg.jpg does not decode" in msg
-    assert f"`depthkit verify {shards}`" in msg and "\n" not in msg
+    assert f"`depthkit verify -s {shards}`" in msg and "\n" not in msg
 
 
 def test_overwritten_jpeg_fails_eval_naming_tar_and_sample(shards: Path, checkpoint: Path,
@@ -206,5 +206,5 @@ def test_dali_failure_without_a_found_culprit_is_still_one_line(shard_root: Path
     err = _train_loader(shard_root)._data_error(text, 0)
     assert err is not None and "\n" not in str(err)
     assert f"the train shards of {shard_root} at {RES} px (nvImageCodec failure: '#3'); run " \
-           f"`depthkit verify {shard_root}`" in str(err)
+           f"`depthkit verify -s {shard_root}`" in str(err)
     assert _train_loader(shard_root)._data_error("CUDA error: out of memory", 0) is None

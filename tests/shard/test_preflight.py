@@ -64,7 +64,7 @@ def test_truncated_tar_is_named(shards: Path) -> None:
     tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 2])
     with pytest.raises(DepthkitError, match=r"train-000001\.tar: .*the manifest says") as err:
         check_split_files(shards, load_manifest(shards), RES, "train")
-    assert f"depthkit verify {shards}" in str(err.value) and "\n" not in str(err.value)
+    assert f"depthkit verify -s {shards}" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_member_past_the_end_is_caught_without_recorded_sizes(shards: Path) -> None:

@@ -372,7 +372,7 @@ def test_synth_shard_verify_by_cli_and_bytes_are_copied(synth_root, tmp_path):
                 "--workers", "2", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "wrote 22 train + 2 val samples" in r.stdout and "rejected 0" in r.stdout
-    r = run_cli("verify", out, "--quiet")
+    r = run_cli("verify", "-s", out, "--quiet")
     assert r.returncode == 0 and r.stdout.startswith("OK "), r.stdout + r.stderr
     assert len(r.stdout.strip().splitlines()) == 1
     m = load_manifest(out)

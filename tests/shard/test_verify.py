@@ -51,8 +51,8 @@ def _problems(root: Path) -> list[str]:
 
 def test_sound_folder_passes_by_cli(shard_root):
     assert _problems(shard_root) == []
-    r = subprocess.run([sys.executable, "-m", "depthkit", "verify", str(shard_root), "--quiet"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "depthkit", "verify", "-s", str(shard_root),
+                        "--quiet"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("OK ") and r.stderr == ""
 
 
@@ -62,8 +62,8 @@ def test_flipped_byte_fails_by_cli_with_the_file_named(shards_copy):
     data = bytearray(tar.read_bytes())
     data[600] ^= 0xFF  # inside the first member's data
     tar.write_bytes(bytes(data))
-    r = subprocess.run([sys.executable, "-m", "depthkit", "verify", str(shards_copy), "--quiet",
-                        "--workers", "2"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "depthkit", "verify", "-s", str(shards_copy),
+                        "--quiet", "--workers", "2"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
     assert f"{entry['tar']}: sha256 differs from the manifest" in r.stderr
     assert "FAILED" in r.stderr
@@ -165,6 +165,6 @@ def test_background_damage_is_found(shards_copy):
 def test_not_a_shard_folder_is_a_one_line_error(tmp_path):
     with pytest.raises(DepthkitError, match="no manifest.json"):
         verify_shards(tmp_path, progress=False)
-    r = subprocess.run([sys.executable, "-m", "depthkit", "verify", str(tmp_path / "nope")],
+    r = subprocess.run([sys.executable, "-m", "depthkit", "verify", "-s", str(tmp_path / "nope")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.startswith("error: shard folder not found")

@@ -1,0 +1,149 @@
+"""A run's checkpoints: `CheckpointSaver` writes last.pt / best.pt, `resume_state` reads one back.
+
+Resume semantics: a checkpoint taken at the resolution the run is at continues exactly where
+it stopped (epoch, step, batch within the epoch, optimiser, LR schedule, scaler, RNG); a
+checkpoint from another resolution (the original's `--res 128 --resume ...`) seeds the weights
+of a new stage whose optimiser and LR schedule start fresh. The file format is
+depthkit.model.checkpoint's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from depthkit.core.errors import DepthkitError
+from depthkit.model.checkpoint import capture_rng, restore_rng, save_checkpoint, unwrap
+from depthkit.train.config import TrainConfig, config_record
+from depthkit.train.loop import TrainState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a checkpoint records about the model, so `load_model` can rebuild it."""
+
+    name: str
+    kwargs: dict[str, Any]
+    params: int
+
+
+class CheckpointSaver:
+    """Writes <out>/<name> with the weights, training state and meta; rank 0 only, atomic."""
+
+    def __init__(self, cfg: TrainConfig, model: ModelSpec, enabled: bool) -> None:
+        self.out, self.model, self.enabled = Path(cfg.out), model, enabled
+        self.config = config_record(cfg)
+
+    def save(self, name: str, state: TrainState, res: int, norm: dict[str, Any],
+             val: dict[str, float] | None = None) -> Path | None:
+        """Write <out>/<name> for training at `res` px with `norm`; None on other ranks."""
+        if not self.enabled:
+            return None
+        meta = {
+            "model_name": self.model.name, "model_kwargs": self.model.kwargs, "res": res,
+            "norm": norm, "epoch": state.epoch, "step": state.step,
+            "batch_in_epoch": state.batch_in_epoch, "best": state.best,
+            "config": self.config, "val": val or {}, "params": self.model.params,
+        }
+        path = self.out / name
+        save_checkpoint(path, {
+            "model": unwrap(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
+            "meta": meta, "rng": capture_rng(),
+        })
+        return path
+
+
+CHECKPOINT_NAMES = ("last.pt", "best.pt")
+EVENTS_GLOB = "events.out.tfevents.*"  # TensorBoard's event files (SummaryWriter)
+
+
+def run_files(cfg: TrainConfig) -> list[Path]:
+    """The files an earlier run wrote in cfg.out: its checkpoints and TensorBoard events."""
+    out = Path(cfg.out)
+    found = [out / n for n in CHECKPOINT_NAMES if (out / n).is_file()]
+    tb = cfg.tb_dir
+    return found + (sorted(p for p in tb.glob(EVENTS_GLOB) if p.is_file()) if tb.is_dir() else [])
+
+
+def check_run_folder(cfg: TrainConfig) -> list[Path]:
+    """Before any work: a run folder holding a run needs --resume (of that run) or --overwrite;
+    returns the files --overwrite is to delete (one-line DepthkitError otherwise)."""
+    out, files = Path(cfg.out), run_files(cfg)
+    own = cfg.resume is not None and Path(cfg.resume).resolve().parent == out.resolve()
+    if cfg.overwrite and own:
+        raise DepthkitError(f"--overwrite would delete --resume {cfg.resume}: pass one of them")
+    if cfg.overwrite or not files:
+        return files
+    if own:
+        return []  # continuing this folder's own run
+    last = out / "last.pt"
+    held = (", ".join(p.name for p in files if p.suffix == ".pt")
+            or f"TensorBoard events in {cfg.tb_dir}")
+    cont = f"pass --resume {last} to continue it or " if last.is_file() else "pass "
+    raise DepthkitError(f"{out} already holds a run ({held}); {cont}--overwrite to start again")
+
+
+def clear_run(files: list[Path]) -> None:
+    """Delete an earlier run's files (--overwrite): only the ones `run_files` named."""
+    for path in files:
+        path.unlink(missing_ok=True)
+        log.info("--overwrite: deleted %s", path)
+
+
+def nonfinite_part(state: TrainState) -> str | None:
+    """'training loss' or 'weights' if this epoch's summed losses or the model's parameters and
+    buffers hold a NaN/inf, else None: checked before every save (one host read of two flags),
+    so no checkpoint ever holds the weights of a diverged run."""
+    values = [v for v in unwrap(state.model).state_dict().values() if v.is_floating_point()]
+    weights = torch.stack([torch.isfinite(v).all() for v in values]).all()
+    sums = state.loss_sums
+    loss = torch.isfinite(sums).all() if sums is not None else torch.ones_like(weights)
+    loss_ok, weights_ok = torch.stack([loss.to(weights.device), weights]).tolist()
+    if not loss_ok:
+        return "training loss"
+    return None if weights_ok else "weights"
+
+
+def continues_run(cfg: TrainConfig, meta: dict[str, Any]) -> bool:
+    """True if the checkpoint is this run mid-way (same stage), False if it seeds a new stage."""
+    stage = cfg.stage_at(int(meta["epoch"]))
+    if stage is not None and stage.res == int(meta["res"]):
+        return True
+    # at the first stage's resolution with nothing left to train: the run is finished
+    return int(meta["res"]) == cfg.stages[0].res and int(meta["epoch"]) >= cfg.total_epochs
+
+
+def resume_state(state: TrainState, ck: dict[str, Any], cfg: TrainConfig) -> None:
+    """Continue the checkpointed run, or start a new stage from its weights (see module)."""
+    meta = ck["meta"]
+    if not continues_run(cfg, meta):
+        state.step = int(meta["step"])  # TensorBoard curves continue; epochs count afresh
+        log.info("new stage: weights from %s (%s px, epoch %s); optimiser and LR schedule "
+                 "start fresh at %d px", cfg.resume, meta["res"], meta["epoch"],
+                 cfg.stages[0].res)
+        return
+    try:
+        state.optimizer.load_state_dict(ck["optimizer"])
+        state.scheduler.load_state_dict(ck["scheduler"])
+        if ck.get("scaler"):
+            state.scaler.load_state_dict(ck["scaler"])
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise DepthkitError(
+            f"--resume {cfg.resume}: optimiser/scheduler state does not fit this "
+            f"run (--optimizer {cfg.optimizer}?): {str(err).splitlines()[0]}"
+        ) from None
+    state.epoch, state.step = int(meta["epoch"]), int(meta["step"])
+    state.batch_in_epoch = int(meta.get("batch_in_epoch", 0))
+    state.best = float(meta.get("best", math.inf))
+    if "rng" in ck:
+        restore_rng(ck["rng"])
+    log.info("resumed %s at epoch %d, step %d (+%d batches)",
+             cfg.resume, state.epoch, state.step, state.batch_in_epoch)
