@@ -4,11 +4,23 @@ checkpoint, each made once per test session and read-only for the tests."""
 from __future__ import annotations
 
 import io
+import signal
 from pathlib import Path
 
 import pytest
 
 from depthkit.synth.dataset import SynthConfig, synthesize
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_not_ignored():
+    """A shell starts background jobs (and some CI runners start tests) with SIGINT ignored,
+    which depthkit rightly keeps ignored; the Ctrl-C tests need it live, here and in the
+    processes they start (an ignored disposition is inherited, a handler is not)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
 
 # 2 backgrounds x 3 foregrounds x 2 flips x 2 positions = 24 samples at 64 px.
 SYNTH_CONFIG = SynthConfig(bgs=2, fgs=3, positions=2, res=64, seed=0)

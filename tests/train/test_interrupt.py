@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,26 +18,8 @@ import torch.multiprocessing as mp
 from depthkit.loader.batches import LoaderRequest
 from depthkit.loader.memory import tensor_loader_factory
 from depthkit.model.checkpoint import load_checkpoint
-from depthkit.train import Stage, TrainConfig, fit
+from depthkit.train import fit
 from depthkit.train.interrupt import Interrupted, StopSignals, resume_command
-
-N_SAMPLES = 48  # 6 batches of 8 per epoch
-
-
-def _data(n: int = N_SAMPLES) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {"bg": torch.randn(n, 3, 32, 32, generator=g),
-            "fgbg": torch.randn(n, 3, 32, 32, generator=g),
-            "mask": (torch.rand(n, 1, 32, 32, generator=g) > 0.7).float(),
-            "depth": torch.rand(n, 1, 32, 32, generator=g)}
-
-
-def _config(out: Path, **kw) -> TrainConfig:
-    base = TrainConfig(shards=out / "unused", out=out, stages=(Stage(32, 2),), batch_size=8,
-                       optimizer="adamw", save_every=0, log_every=0, image_every=0,
-                       val_every=0, device="cpu", model="diffunet",
-                       model_options={"widths": (8, 16, 24, 32), "stem": 8})
-    return replace(base, **kw)
 
 
 class SignalAt:
@@ -63,8 +44,8 @@ class SignalAt:
             yield batch
 
 
-def _signalling_factory(at: int, signum: int = signal.SIGINT):
-    base = tensor_loader_factory(_data())
+def _signalling_factory(data: dict[str, torch.Tensor], at: int, signum: int = signal.SIGINT):
+    base = tensor_loader_factory(data)
 
     def make(req: LoaderRequest):
         loader = base(req)
@@ -113,11 +94,13 @@ def test_resume_command_repeats_the_command_line_with_resume_replaced() -> None:
 
 
 @pytest.mark.parametrize("at", [9, 6])  # mid-epoch (3 batches into epoch 2); an epoch's last
-def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, at: int) -> None:
-    fit(_config(tmp_path / "a"), tensor_loader_factory(_data()))
+def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(
+    tmp_path: Path, at: int, toy_config, toy_data
+) -> None:
+    fit(toy_config(tmp_path / "a"), tensor_loader_factory(toy_data()))
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(Interrupted) as stop:
-        fit(_config(tmp_path / "b"), _signalling_factory(at))
+        fit(toy_config(tmp_path / "b"), _signalling_factory(toy_data(), at))
     assert signal.getsignal(signal.SIGINT) is handler  # fit restored the handler it found
     err = stop.value
     assert (err.signum, err.step, err.exit_code) == (signal.SIGINT, at, 130)
@@ -126,7 +109,8 @@ def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path
     assert (meta["step"], meta["epoch"], meta["batch_in_epoch"]) == (at, (at - 1) // 6,
                                                                      (at - 1) % 6 + 1)
     mid = load_checkpoint(err.checkpoint)["model"]
-    resumed = fit(_config(tmp_path / "b", resume=err.checkpoint), tensor_loader_factory(_data()))
+    resumed = fit(toy_config(tmp_path / "b", resume=err.checkpoint),
+                  tensor_loader_factory(toy_data()))
     assert resumed["steps"] == 12 and resumed["epochs"] == 2
     a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
@@ -134,9 +118,11 @@ def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(tmp_path: Path
     assert not all(torch.equal(a[k], mid[k]) for k in a)  # the comparison above can fail
 
 
-def test_sigterm_in_process_raises_interrupted_with_143(tmp_path: Path) -> None:
+def test_sigterm_in_process_raises_interrupted_with_143(
+    tmp_path: Path, toy_config, toy_data
+) -> None:
     with pytest.raises(Interrupted) as stop:
-        fit(_config(tmp_path), _signalling_factory(2, signal.SIGTERM))
+        fit(toy_config(tmp_path), _signalling_factory(toy_data(), 2, signal.SIGTERM))
     assert (stop.value.step, stop.value.exit_code) == (2, 143)
     assert load_checkpoint(tmp_path / "last.pt")["meta"]["step"] == 2
 
@@ -191,16 +177,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, port: int, tmp: str) -> None:
+def _worker(rank: int, port: int, tmp: str, data: dict[str, torch.Tensor], cfg) -> None:
     import os
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     # only rank 1 is signalled, during its 4th batch
-    factory = _signalling_factory(4) if rank == 1 else tensor_loader_factory(_data())
+    factory = _signalling_factory(data, 4) if rank == 1 else tensor_loader_factory(data)
     try:
-        fit(_config(Path(tmp) / "run", batch_size=4), factory)
+        fit(cfg, factory)
         result = {"step": -1}
     except Interrupted as err:
         result = {"step": err.step, "signum": err.signum, "saved": err.checkpoint is not None}
@@ -208,8 +194,9 @@ def _worker(rank: int, port: int, tmp: str) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_ranks_stop_at_the_same_step(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+def test_ddp_ranks_stop_at_the_same_step(tmp_path: Path, toy_config, toy_data) -> None:
+    cfg = toy_config(tmp_path / "run", batch_size=4)
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path), toy_data(), cfg), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0 == {"step": 4, "signum": signal.SIGINT, "saved": True}
