@@ -85,13 +85,10 @@ def positional_or_option(positional: Path | None, option: Path | None, flags: st
     return path
 
 
-def quiet_unless_rank0(quiet: bool = False, log_info: bool = True) -> None:
-    """--quiet, and every torchrun rank but 0: no progress bars; other ranks log warnings only
-    (rank 0 logs info lines where `log_info`: train, demo)."""
-    from depthkit.core.progress import set_quiet
-
+def log_rank0(log_info: bool = True) -> None:
+    """Info lines from rank 0 where `log_info` (train, demo); every other torchrun rank logs
+    warnings only (their progress bars are off: the trainer draws them on rank 0 alone)."""
     other_rank = os.environ.get("RANK", "0") not in ("", "0")
-    set_quiet(quiet or other_rank)
     if log_info or other_rank:
         logging.basicConfig(format="%(message)s")
         logging.getLogger().setLevel(logging.WARNING if other_rank else logging.INFO)
@@ -187,13 +184,13 @@ def verify(args: SimpleNamespace) -> None:
         raise typer.Exit(1)
 
 
-@command(app, "train", [*config_opts(TrainConfig), QUIET])
+@command(app, "train", config_opts(TrainConfig))
 def train(args: SimpleNamespace) -> None:
     """Train a two-head mask + depth model on shards (DDP: torchrun -m depthkit train ...)."""
     from depthkit.train import fit, format_train_summary
     from depthkit.train.interrupt import Interrupted, resume_command
 
-    quiet_unless_rank0(args.quiet)
+    log_rank0()
     cfg = config_from(TrainConfig, vars(args))
     try:
         result = fit(cfg)
@@ -218,9 +215,9 @@ def eval_cmd(args: SimpleNamespace) -> None:
     from depthkit.core.progress import progress_bar
     from depthkit.eval import format_table, prepare, run_eval, write_grid, write_json
 
-    quiet_unless_rank0(args.quiet, log_info=False)
+    log_rank0(log_info=False)
     run = prepare(config_from(EvalConfig, vars(args)))
-    with progress_bar(f"eval {args.split}", total=run.total) as advance:
+    with progress_bar(f"eval {args.split}", total=run.total, enabled=not args.quiet) as advance:
         result = run_eval(run, progress=advance)
     typer.echo(format_table(result))
     if args.json_out is not None:
@@ -237,10 +234,11 @@ def predict_cmd(args: SimpleNamespace) -> None:
     from depthkit.core.progress import progress_bar
     from depthkit.eval import prepare_predict, run_predict
 
-    quiet_unless_rank0(args.quiet, log_info=False)
+    log_rank0(log_info=False)
     run = prepare_predict(config_from(PredictConfig, vars(args)))
     done = 0
-    with progress_bar("predict", total=len(run.pairs), unit="pairs") as advance:
+    with progress_bar("predict", total=len(run.pairs), unit="pairs",
+                      enabled=not args.quiet) as advance:
         for _ in run_predict(run):
             done += 1
             advance()
@@ -248,12 +246,12 @@ def predict_cmd(args: SimpleNamespace) -> None:
                f"pictures in {args.out}")
 
 
-@command(app, "demo", [*config_opts(DemoConfig), QUIET])
+@command(app, "demo", config_opts(DemoConfig))
 def demo_cmd(args: SimpleNamespace) -> None:
     """Synth -> shard -> train at 64 px on the CPU -> eval: metrics JSON + picture grid."""
     from depthkit.demo import format_demo_summary, run_demo
 
-    quiet_unless_rank0(args.quiet)
+    log_rank0()
     result = run_demo(config_from(DemoConfig, vars(args)), say=typer.echo)
     typer.echo(format_demo_summary(result))
 

@@ -15,6 +15,7 @@ CPU kernels) the same model. Folder layout under `out`::
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import resource
 import time
@@ -55,6 +56,9 @@ class DemoConfig:
     grid_samples: int = 8
     seed: int = field(default=0, metadata={"help": "Seed of data, weights and order."})
     workers: int = 2  # synth/shard processes
+    progress: bool = field(default=True, metadata={
+        "help": "No progress bar.", "cli_name": "quiet", "parse": operator.not_,
+        "to_cli": operator.not_})
     device: str = field(default="cpu", metadata={
         "help": "Device of training and eval: cpu (the recipe is tuned for it), auto or cuda."})
 
@@ -124,7 +128,7 @@ def make_dataset(cfg: DemoConfig, school: Path) -> tuple[int, int]:
 
     synth_cfg = SynthConfig(bgs=cfg.bgs, fgs=cfg.fgs, positions=cfg.positions, res=cfg.res,
                             seed=cfg.seed)
-    made = synthesize(school, synth_cfg, workers=cfg.workers)
+    made = synthesize(school, synth_cfg, workers=cfg.workers, progress=cfg.progress)
     return synth_cfg.samples, made.skipped
 
 
@@ -134,6 +138,7 @@ def make_shards(cfg: DemoConfig, school: Path, shards: Path) -> Any:
 
     summary = write_shards([school], ShardConfig(
         out=shards, resolutions=(cfg.res,), shard_size=1000, workers=cfg.workers,
+        progress=cfg.progress,
         split=SplitConfig(method="by-bg", val_fraction=cfg.val_fraction, seed=cfg.seed)))
     return summary.counts
 
@@ -149,6 +154,7 @@ def train_model(cfg: DemoConfig, shards: Path, run: Path) -> dict[str, Any]:
         channels_last=cfg.channels_last, augment=cfg.augment, seed=cfg.seed, device=cfg.device,
         max_steps=cfg.max_steps, save_every=0, image_every=0,  # 0: a grid per epoch
         recipe="default", overwrite=True,  # its own recipe; a rerun trains afresh
+        progress=cfg.progress,
     ))
 
 

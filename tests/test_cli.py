@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from depthkit import cli
-from depthkit.core import progress
 from depthkit.core.errors import DepthkitError
 from depthkit.core.version import __version__
 
@@ -20,10 +19,9 @@ def invoke(*args: str):
 
 
 @pytest.fixture(autouse=True)
-def _restore_quiet_and_logging():
+def _restore_logging():
     level = logging.getLogger().level
     yield
-    progress.set_quiet(False)
     logging.getLogger().setLevel(level)
 
 
@@ -144,12 +142,13 @@ def test_shard_workers_short_flag(monkeypatch) -> None:
 
 
 def test_train_quiet_and_other_ranks_print_no_progress(trained: list, monkeypatch) -> None:
-    assert invoke("train").exit_code == 0 and not progress.is_quiet()
+    """--quiet reaches TrainConfig.progress; other ranks log warnings only (their bars are off
+    because the trainer draws one on rank 0 alone)."""
+    assert invoke("train").exit_code == 0 and trained[-1].progress
     assert logging.getLogger().level == logging.INFO
-    assert invoke("train", "--quiet").exit_code == 0 and progress.is_quiet()
-    progress.set_quiet(False)
+    assert invoke("train", "--quiet").exit_code == 0 and not trained[-1].progress
     monkeypatch.setenv("RANK", "1")
-    assert invoke("train").exit_code == 0 and progress.is_quiet()
+    assert invoke("train").exit_code == 0
     assert logging.getLogger().level == logging.WARNING  # loader, process-group lines: rank 0
 
 
@@ -167,6 +166,7 @@ def test_demo_device_defaults_to_cpu(monkeypatch) -> None:
     invoke("demo", "--quiet")
     invoke("demo", "--device", "cuda")
     assert [c.device for c in got] == ["cpu", "cuda"]
+    assert [c.progress for c in got] == [False, True]  # --quiet reaches synth, shard, train
 
 
 def test_train_summary_does_not_repeat_the_epoch_lines(tmp_path: Path) -> None:

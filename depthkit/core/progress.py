@@ -1,8 +1,6 @@
 """Progress for long work: a rich bar on a terminal, else a plain line every ~10 s (nohup, CI,
 cluster logs), both with the same rate (items since the bar opened / seconds since then, the
 clock the summaries use) and ETA.
-
-`set_quiet(True)` turns every bar off for this process (`--quiet`, torchrun ranks other than 0).
 """
 
 from __future__ import annotations
@@ -28,20 +26,6 @@ from rich.text import Text
 
 Advance = Callable[..., None]
 PLAIN_INTERVAL_S = 10.0  # seconds between plain progress lines off a terminal
-_quiet = False
-
-
-def set_quiet(quiet: bool = True) -> None:
-    """Turn all progress output of this process off (or back on)."""
-    global _quiet
-    _quiet = quiet
-
-
-def is_quiet() -> bool:
-    """Whether set_quiet turned progress off."""
-    return _quiet
-
-
 def average_rate(done: float, seconds: float) -> float | None:
     """Items per second since work started (None before any time has passed)."""
     return done / seconds if seconds > 0 else None
@@ -122,9 +106,9 @@ def progress_bar(description: str, total: int | None, unit: str = "samples",
     Extra keyword fields (e.g. loss=0.12) are shown after the bar. A rich bar (cleared when
     done: the caller prints the result) on a terminal, else a plain line every `interval`
     seconds. `start`: items of the first advance done earlier (a resume), kept out of the
-    rate. A no-op when `enabled` is False (e.g. on non-zero ranks) or after set_quiet().
+    rate. A no-op when `enabled` is False (e.g. on non-zero ranks).
     """
-    if not enabled or _quiet:
+    if not enabled:
         yield lambda n=1, **fields: None
         return
     if not sys.stderr.isatty():

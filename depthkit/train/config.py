@@ -8,6 +8,7 @@ converter; a field fed by several options lists them under "options" (depthkit.c
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,8 @@ class TrainConfig:
                            "last.pt, best.pt and TensorBoard event files first.")
     verify: bool = _opt(False, "Run `depthkit verify` on the shards first (checksums, every "
                         "image decoded); without it only a quick check of sizes and indexes.")
+    progress: bool = _opt(True, "No progress bar.", cli_name="quiet", parse=operator.not_,
+                          to_cli=operator.not_)
 
     def __post_init__(self) -> None:
         """Refuse values no run can use, before any work (one-line DepthkitError)."""

@@ -277,7 +277,7 @@ class Trainer:
         self.speed.reset()
         t0 = time.perf_counter()
         with progress_bar(label, total=len(loader) * bsz, unit="samples",
-                          enabled=self.master, start=skip * bsz) as advance:
+                          enabled=self.master and cfg.progress, start=skip * bsz) as advance:
             advance(skip * bsz)  # trained before a resume: shown, kept out of the rate
             on_step = functools.partial(self._on_step, advance=advance, last=len(loader))
             means = train_one_epoch(s, loader, self.criterion, self.rt, skip=skip,

@@ -1,5 +1,5 @@
 """Progress off a terminal (plain lines every interval), the bar's rate on the summaries'
-clock, and set_quiet."""
+clock, and a disabled bar."""
 
 from __future__ import annotations
 
@@ -24,8 +24,7 @@ def stderr(monkeypatch: pytest.MonkeyPatch) -> Pipe:
     back after fixtures run, so the swap happens in the test: `stderr.install()`)."""
     pipe = Pipe()
     pipe.install = lambda: monkeypatch.setattr("sys.stderr", pipe)
-    yield pipe
-    progress.set_quiet(False)
+    return pipe
 
 
 def test_off_a_terminal_plain_lines_every_interval(stderr: Pipe) -> None:
@@ -47,12 +46,9 @@ def test_off_a_terminal_nothing_before_the_interval(stderr: Pipe) -> None:
     assert stderr.getvalue() == ""
 
 
-def test_quiet_and_disabled_print_nothing(stderr: Pipe) -> None:
+def test_disabled_prints_nothing(stderr: Pipe) -> None:
     stderr.install()
     with progress.progress_bar("x", total=2, enabled=False, interval=0.0) as advance:
-        advance()
-    progress.set_quiet(True)
-    with progress.progress_bar("x", total=2, interval=0.0) as advance:
         advance()
     assert stderr.getvalue() == ""
 
