@@ -26,6 +26,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 bench: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python benchmarks/shard.py
 	$(BIN)/python benchmarks/loader.py

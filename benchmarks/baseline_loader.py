@@ -20,6 +20,7 @@ from PIL import Image, ImageEnhance
 from torch.utils.data import DataLoader, Dataset
 
 from depthkit.loader.augment import AugmentConfig
+from depthkit.shard.schema import MASK_THRESHOLD
 
 
 def _ssr(im: Image.Image, cfg: AugmentConfig, rng: random.Random, res: int, nearest: bool):
@@ -88,12 +89,22 @@ def augment_image(im: Image.Image, cfg: AugmentConfig, rng: random.Random, res: 
     return im
 
 
+def sample_paths(root: Path) -> list[tuple[int, Path, Path, Path, Path]]:
+    """(bg id, bg, fgbg, mask, depth) of every fg_bg/BBB/GGG/NNN.jpg of the original layout."""
+    out = []
+    for path in sorted((root / "fg_bg").glob("*/*/*.jpg")):
+        rel = path.relative_to(root / "fg_bg")
+        out.append((int(rel.parts[0]), root / "bg_final" / f"{rel.parts[0]}.jpg", path,
+                    root / "fg_bg_mask" / rel, root / "Output" / rel))
+    return out
+
+
 class OriginalLayoutDataset(Dataset):
     """fg_bg/BBB/GGG/NNN.jpg with its mask, depth and bg_final/BBB.jpg, decoded per sample."""
 
     def __init__(self, root: Path, res: int, augment: AugmentConfig, norm: dict, seed: int = 0):
-        self.root, self.res, self.augment, self.seed = Path(root), res, augment, seed
-        self.items = sorted((root / "fg_bg").glob("*/*/*.jpg"))
+        self.res, self.augment, self.seed = res, augment, seed
+        self.items = sample_paths(Path(root))
         self.mean = {k: torch.tensor(v["mean"]).view(3, 1, 1) for k, v in norm.items()}
         self.std = {k: torch.tensor(v["std"]).view(3, 1, 1) for k, v in norm.items()}
 
@@ -105,17 +116,14 @@ class OriginalLayoutDataset(Dataset):
             return im.convert(mode)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        path = self.items[i]
-        rel = path.relative_to(self.root / "fg_bg")
+        bgid, bg_path, fgbg_path, mask_path, depth_path = self.items[i]
         rng = random.Random(self.seed * 1_000_003 + i)
         cfg, res = self.augment, self.res
-        bg = augment_image(self._open(self.root / "bg_final" / f"{rel.parts[0]}.jpg", "RGB"),
-                           cfg, rng, res, inputs=True)
-        fgbg = augment_image(self._open(path, "RGB"), cfg, rng, res, inputs=True)
-        mask = augment_image(self._open(self.root / "fg_bg_mask" / rel, "L"), cfg, rng, res,
-                             inputs=False, nearest=True)
-        depth = augment_image(self._open(self.root / "Output" / rel, "L"), cfg, rng, res,
-                              inputs=False)
+        bg = augment_image(self._open(bg_path, "RGB"), cfg, rng, res, inputs=True)
+        fgbg = augment_image(self._open(fgbg_path, "RGB"), cfg, rng, res, inputs=True)
+        mask = augment_image(self._open(mask_path, "L"), cfg, rng, res, inputs=False,
+                             nearest=True)
+        depth = augment_image(self._open(depth_path, "L"), cfg, rng, res, inputs=False)
 
         def tensor(im: Image.Image) -> torch.Tensor:
             a = torch.from_numpy(np.array(im))
@@ -124,15 +132,16 @@ class OriginalLayoutDataset(Dataset):
         return {
             "bg": (tensor(bg) - self.mean["bg"]) / self.std["bg"],
             "fgbg": (tensor(fgbg) - self.mean["fgbg"]) / self.std["fgbg"],
-            "mask": (tensor(mask) >= 0.5).float(),
+            "mask": (tensor(mask) >= MASK_THRESHOLD).float(),
             "depth": tensor(depth),
-            "bgid": torch.tensor(int(rel.parts[0])),
+            "bgid": torch.tensor(bgid),
         }
 
 
 def baseline_loader(root: Path, res: int, batch_size: int, augment: AugmentConfig, norm: dict,
                     workers: int = 2) -> DataLoader:
-    """The DataLoader the original project would have used (shuffled, drop_last)."""
+    """The original project's DataLoader (shuffled, drop_last), with persistent workers so that
+    epochs after the first pay no worker start-up: iterate it once per epoch."""
     ds = OriginalLayoutDataset(root, res, augment, norm)
     return DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                      drop_last=True, persistent_workers=False)
+                      drop_last=True, persistent_workers=workers > 0)

@@ -98,6 +98,8 @@ SYNTH_CLI = {
     "bgs": {"help": "Backgrounds (rooms)."},
     "fgs": {"help": "Foreground cut-outs (10 per GGG group)."},
     "positions": {"help": "Positions per fg and flip (1..20)."},
+    "fgs_per_bg": {"help": "Compose each room with only K of the fgs (the next K per room): "
+                           "many rooms, few samples each (default: every fg in every room)."},
     "res": {"help": "Image side in pixels."},
     "seed": {"help": "Seed; same seed and counts, same bytes."},
     "archive": {"help": "Write '7z' (the original bg/fgbg/fgbgmask/Densedepth .7z set) or "

@@ -22,6 +22,78 @@ def _ctrl_c_not_ignored():
     yield
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `@pytest.mark.gpu` tests where torch sees no CUDA device (they never ran there)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none here): not run")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+class SyncCounter:
+    """Counts the torch ops that would make the host wait for a CUDA device, by name.
+
+    Used as a context manager around steady-state work (a TorchDispatchMode sees every op):
+    reading a value (`item`, `bool()`, `tolist`: `_local_scalar_dense`), ops whose output size
+    depends on the data (`nonzero`, `masked_select`, boolean indexing), tensors built from
+    host data (`torch.tensor(...)`: `lift_fresh`, later copied to the device) and copies from
+    a device to the host (visible when the work runs on `device="meta"`)."""
+
+    NAMES = ("_local_scalar_dense", "item", "is_nonzero", "equal", "nonzero", "masked_select",
+             "_unique2", "unique_dim", "unique_consecutive", "lift_fresh", "lift_fresh_copy")
+
+    def __init__(self) -> None:
+        self.ops: list[str] = []
+
+    def __enter__(self) -> SyncCounter:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+                name = counter.sync_name(func, args, kwargs or {})
+                if name:
+                    counter.ops.append(name)
+                return func(*args, **(kwargs or {}))
+
+        self._mode = _Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._mode.__exit__(*exc)
+
+    def sync_name(self, func, args, kwargs) -> str | None:  # noqa: ANN001
+        """The op's name if it is one that syncs, else None."""
+        import torch
+
+        name = func.overloadpacket.__name__
+        if name in self.NAMES:
+            return name
+        if name in ("index", "index_put", "index_put_"):
+            idx = args[1] if len(args) > 1 else ()
+            if any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in idx or ()):
+                return f"{name}(bool mask)"
+        if name in ("_to_copy", "copy_"):
+            src = args[1] if name == "copy_" else args[0]
+            dst = args[0].device if name == "copy_" else kwargs.get("device")
+            if isinstance(src, torch.Tensor) and src.device.type != "cpu" and dst is not None \
+                    and torch.device(dst).type == "cpu":
+                return f"{name}(to host)"
+        return None
+
+
+@pytest.fixture
+def count_syncs() -> type[SyncCounter]:
+    """`with count_syncs() as c: ...` then `c.ops`: the host-syncing ops that ran."""
+    return SyncCounter
+
+
 # 2 backgrounds x 3 foregrounds x 2 flips x 2 positions = 24 samples at 64 px.
 SYNTH_CONFIG = SynthConfig(bgs=2, fgs=3, positions=2, res=64, seed=0)
 

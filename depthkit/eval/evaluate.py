@@ -58,17 +58,21 @@ def pick_shard_res(available: list[int], model_res: int, wanted: int | None) -> 
     return model_res if model_res in available else max(available)
 
 
-def renormalize(x: torch.Tensor, src: dict[str, list[float]], dst: dict[str, list[float]]
-                ) -> torch.Tensor:
-    """Undo the loader's normalisation (src) and apply the model's (dst); no-op if equal."""
+Renorm = Callable[[torch.Tensor], torch.Tensor]
+
+
+def renormalizer(src: dict[str, list[float]], dst: dict[str, list[float]],
+                 device: torch.device) -> Renorm:
+    """x -> x with the loader's normalisation (src) undone and the model's (dst) applied; the
+    identity when they are equal. Its constants are built once, on `device`."""
     if src == dst:
-        return x
+        return lambda x: x
     view = (1, -1, 1, 1)
     s_mean, s_std, d_mean, d_std = (
-        torch.tensor(v, device=x.device, dtype=x.dtype).view(view)
+        torch.tensor(v, device=device, dtype=torch.float32).view(view)
         for v in (src["mean"], src["std"], dst["mean"], dst["std"])
     )
-    return (x * s_std + s_mean - d_mean) / d_std
+    return lambda x: (x * s_std + s_mean - d_mean) / d_std
 
 
 def denormalize(x: torch.Tensor, norm: dict[str, list[float]]) -> torch.Tensor:
@@ -95,6 +99,7 @@ class EvalRun:
     device: torch.device
     res: int
     shard_res: int
+    renorm: dict[str, Renorm]  # bg, fgbg: the loader's normalisation -> the model's
 
     @property
     def total(self) -> int:
@@ -138,20 +143,19 @@ def prepare(cfg: EvalConfig) -> EvalRun:
     shard_res = pick_shard_res(resolutions(manifest), res, cfg.shard_res)
     loader = shard_loader()(LoaderConfig(
         shards=Path(cfg.shards), split=cfg.split, res=shard_res, batch_size=cfg.batch_size,
-        augment=None, shuffle=False, device=device.type, num_threads=cfg.num_threads,
+        augment=None, shuffle=False, device=str(device), num_threads=cfg.num_threads,
         drop_last=False,
     ))
-    return EvalRun(cfg, model, meta, loader, manifest, device, res, shard_res)
+    renorm = {k: renormalizer(loader.norm[k], meta["norm"][k], device) for k in ("bg", "fgbg")}
+    return EvalRun(cfg, model, meta, loader, manifest, device, res, shard_res, renorm)
 
 
 def _on_device(run: EvalRun, batch: dict[str, torch.Tensor], keep: int | None
                ) -> dict[str, torch.Tensor]:
-    """The batch's bg, fgbg, mask and depth as float on the run's device, first `keep` only."""
-    device = run.device
-    out = {"bg": batch["bg"].to(device, non_blocking=True).float(),
-           "fgbg": batch["fgbg"].to(device, non_blocking=True).float(),
-           "mask": batch["mask"].to(device).float(),
-           "depth": batch["depth"].to(device).float()}
+    """The batch's bg, fgbg, mask and depth as float on the run's device, first `keep` only
+    (a no-op for a loader that already yields them there)."""
+    out = {k: batch[k].to(run.device, non_blocking=True).float()
+           for k in ("bg", "fgbg", "mask", "depth")}
     if keep is not None:
         out = {k: v[:keep] for k, v in out.items()}
     return out
@@ -162,11 +166,8 @@ def _predict(run: EvalRun, bg: torch.Tensor, fgbg: torch.Tensor
     """(mask probability, depth) at the shard resolution; the model runs at its own."""
     from depthkit.model import to_outputs
 
-    loader_norm, model_norm = run.loader.norm, run.meta["norm"]
-    out = to_outputs(run.model(
-        resize(renormalize(bg, loader_norm["bg"], model_norm["bg"]), run.res),
-        resize(renormalize(fgbg, loader_norm["fgbg"], model_norm["fgbg"]), run.res),
-    ))
+    out = to_outputs(run.model(resize(run.renorm["bg"](bg), run.res),
+                               resize(run.renorm["fgbg"](fgbg), run.res)))
     return (resize(out["mask"], run.shard_res).clamp(0, 1),
             resize(out["depth"], run.shard_res).clamp(0, 1))
 
@@ -219,10 +220,10 @@ def run_eval(run: EvalRun, progress: Callable[..., None] | None = None) -> EvalR
         rows += _grid_rows(run, b, mask_prob, depth_pred, cfg.grid_samples - len(rows))
         seen += b["bg"].shape[0]
         if progress is not None:
-            progress(b["bg"].shape[0])
+            progress(b["bg"].shape[0])  # a Python int: the bar reads no tensor
     acc.reduce()
+    metrics = acc.compute()  # the one read of the sums, which also waits for the device
     seconds = time.perf_counter() - start
-    metrics = acc.compute()
     if metrics["samples"] == 0:
         raise DepthkitError(f"no '{cfg.split}' samples in {cfg.shards} at {run.shard_res} px")
     return EvalResult(metrics=metrics, info=_run_info(run, metrics["samples"], seconds),

@@ -54,9 +54,10 @@ _SUMS = (
 _INDEX = {name: i for i, name in enumerate(_SUMS)}
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
-    """Normalised 1-D Gaussian of `size` taps (float64)."""
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """Normalised 1-D Gaussian of `size` taps (float64), built on `device` (no host copy)."""
+    x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     w = torch.exp(-(x**2) / (2 * sigma**2))
     return w / w.sum()
 
@@ -70,7 +71,7 @@ def ssim_per_image(
     size = min(window, x.shape[-2], x.shape[-1])
     size -= 1 - size % 2  # odd, so the window has a centre
     # float64: var = E[x^2] - mu^2 cancels badly in float32 (errors ~1e-4 of SSIM).
-    g = gaussian_window(size, sigma).to(device=x.device)
+    g = gaussian_window(size, sigma, device=x.device)
     c = x.shape[1]
     kh = g.view(1, 1, size, 1).repeat(c, 1, 1, 1)
     kw = g.view(1, 1, 1, size).repeat(c, 1, 1, 1)
@@ -93,7 +94,8 @@ class MetricAccumulator:
     """Running sums of mask and depth metrics over batches (and, after `reduce()`, ranks).
 
     Usage: ``acc.update(mask_prob, mask_true, depth_pred, depth_true)`` per batch, then
-    ``acc.reduce()`` (a no-op without torch.distributed) and ``acc.compute()``.
+    ``acc.reduce()`` (a no-op without torch.distributed) and ``acc.compute()``. The sums stay
+    on the inputs' device: `update` never reads a value to the host, `compute` reads them once.
     """
 
     def __init__(self, threshold: float = MASK_THRESHOLD, depth_eps: float = DEPTH_EPS) -> None:
@@ -124,7 +126,7 @@ class MetricAccumulator:
                 raise ValueError(f"{name} has shape {tuple(t.shape)}, mask_prob {tuple(shape)}")
         if mask_prob.dim() != 4:
             raise ValueError(f"metrics need (B, 1, H, W) tensors, got {tuple(shape)}")
-        samples = torch.tensor([float(shape[0])], dtype=torch.float64, device=depth_pred.device)
+        samples = torch.full((1,), float(shape[0]), dtype=torch.float64, device=depth_pred.device)
         values = torch.cat([self._mask_sums(mask_prob, mask_true),
                             self._depth_sums(depth_pred, depth_true), samples])
         self._sums = values if self._sums is None else self._sums + values.to(self._sums.device)
@@ -139,11 +141,9 @@ class MetricAccumulator:
         fn_img = (~pred & true).sum(dims).double()
         union = tp_img + fp_img + fn_img
         iou_img = torch.where(union > 0, tp_img / union.clamp(min=1), torch.ones_like(union))
-        n_pix = float(pred[0].numel()) * pred.shape[0]
+        n_pix = float(pred.numel())  # a Python scalar: no host-built tensor
         return torch.stack([
-            tp_img.sum(), fp_img.sum(), fn_img.sum(),
-            torch.tensor(n_pix, dtype=torch.float64, device=tp_img.device) - union.sum(),
-            iou_img.sum(),
+            tp_img.sum(), fp_img.sum(), fn_img.sum(), n_pix - union.sum(), iou_img.sum(),
         ])
 
     def _depth_sums(self, depth_pred: torch.Tensor, depth_true: torch.Tensor) -> torch.Tensor:
@@ -162,7 +162,7 @@ class MetricAccumulator:
 
         return torch.stack([
             (err.double() ** 2).sum(), err.double().abs().sum(),
-            torch.tensor(float(p.numel()), dtype=torch.float64, device=p.device),
+            torch.full((), float(p.numel()), dtype=torch.float64, device=p.device),
             vsum(err.abs() / gv), vsum((torch.log10(pv) - torch.log10(gv)).abs()),
             vsum(ratio < 1.25), vsum(ratio < 1.25**2), vsum(ratio < 1.25**3), vf.sum(),
             ssim_per_image(p, g).double().sum(),
@@ -179,8 +179,12 @@ class MetricAccumulator:
         sums = self._sums
         if sums is None:
             sums = torch.zeros(len(_SUMS), dtype=torch.float64)
-        device = torch.device("cuda", torch.cuda.current_device()) \
-            if dist.get_backend() == "nccl" else torch.device("cpu")
+        if dist.get_backend() != "nccl":
+            device = torch.device("cpu")
+        elif sums.device.type == "cuda":  # where the sums are: the rank's own GPU
+            device = sums.device
+        else:
+            device = torch.device("cuda", torch.cuda.current_device())
         sums = sums.to(device)
         dist.all_reduce(sums, op=dist.ReduceOp.SUM)
         self._sums = sums

@@ -110,7 +110,16 @@ def check_same_scene(bg_path: Path, bg: np.ndarray, fgbg_path: Path, fgbg: np.nd
         )
 
 
-def to_input(img: np.ndarray, res: int, norm: dict[str, list[float]], device: torch.device
+Norm = dict[str, dict[str, Any]]  # bg, fgbg -> {"mean", "std"}: lists, or tensors on a device
+
+
+def device_norm(norm: Norm, device: torch.device) -> Norm:
+    """A checkpoint's mean/std lists as float tensors on `device` (built once per run)."""
+    return {k: {s: torch.tensor(v[s], dtype=torch.float32, device=device) for s in ("mean", "std")}
+            for k, v in norm.items()}
+
+
+def to_input(img: np.ndarray, res: int, norm: dict[str, Any], device: torch.device
              ) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, res, res) float, resized (bilinear) and normalised."""
     x = torch.from_numpy(np.array(img, copy=True)).to(device).permute(2, 0, 1)[None].float()
@@ -122,18 +131,20 @@ def to_input(img: np.ndarray, res: int, norm: dict[str, list[float]], device: to
 @torch.no_grad()
 def predict_arrays(
     model: torch.nn.Module, meta: dict[str, Any], bg: np.ndarray, fgbg: np.ndarray,
-    res: int, device: torch.device,
+    res: int, device: torch.device, norm: Norm | None = None,
 ) -> Prediction:
-    """Run the model on one (bg, fgbg) pair of uint8 RGB arrays; outputs at fgbg's size."""
+    """Run the model on one (bg, fgbg) pair of uint8 RGB arrays; outputs at fgbg's size.
+
+    `norm`: `device_norm(meta["norm"], device)` made once for many pairs (else made here)."""
     from depthkit.model import to_outputs
 
-    norm = meta["norm"]
+    norm = norm if norm is not None else device_norm(meta["norm"], device)
     out = to_outputs(model(to_input(bg, res, norm["bg"], device),
                            to_input(fgbg, res, norm["fgbg"], device)))
-    size = fgbg.shape[:2]
-    mask = F.interpolate(out["mask"], size=size, mode="bilinear", align_corners=False)
-    depth = F.interpolate(out["depth"], size=size, mode="bilinear", align_corners=False)
-    return Prediction(mask[0, 0].clamp(0, 1).cpu().numpy(), depth[0, 0].clamp(0, 1).cpu().numpy())
+    both = F.interpolate(torch.cat([out["mask"], out["depth"]], dim=1), size=fgbg.shape[:2],
+                         mode="bilinear", align_corners=False)
+    mask, depth = both[0].clamp(0, 1).cpu().numpy()  # the pair's one read to the host
+    return Prediction(mask, depth)
 
 
 def write_outputs(out: Path, name: str, bg: np.ndarray, fgbg: np.ndarray, pred: Prediction
@@ -173,6 +184,7 @@ class PredictRun:
     res: int
     device: torch.device
     out: Path
+    norm: Norm  # the model's mean/std, on the device
 
 
 def prepare_predict(cfg: PredictConfig) -> PredictRun:
@@ -189,7 +201,8 @@ def prepare_predict(cfg: PredictConfig) -> PredictRun:
     device = pick_device(cfg.device)
     model, meta = load_model(cfg.checkpoint, device=str(device))
     res = check_res(cfg.res or int(meta["res"]))
-    return PredictRun(pairs, names, model, meta, res, device, out)
+    return PredictRun(pairs, names, model, meta, res, device, out,
+                      device_norm(meta["norm"], device))
 
 
 def run_predict(run: PredictRun) -> Iterator[tuple[Path, list[Path]]]:
@@ -202,5 +215,5 @@ def run_predict(run: PredictRun) -> Iterator[tuple[Path, list[Path]]]:
         bg = bg_cache[1]
         fgbg = read_rgb(fgbg_path)
         check_same_scene(bg_path, bg, fgbg_path, fgbg)
-        pred = predict_arrays(run.model, run.meta, bg, fgbg, run.res, run.device)
+        pred = predict_arrays(run.model, run.meta, bg, fgbg, run.res, run.device, run.norm)
         yield fgbg_path, write_outputs(run.out, name, bg, fgbg, pred)

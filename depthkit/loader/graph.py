@@ -3,8 +3,11 @@
 Per sample::
 
     read (fgbg, mask, depth, bgid) --background join by id--> bg
-    decode -> geometry [one affine warp per image, one matrix per sample, only if needed]
-           -> colour and grid parameters (the CPU backend grid-distorts here, the GPU one in torch)
+    decode -> every random parameter (geometry matrix, grid, colour) from one vector of
+              uniforms per sample (depthkit.loader.augment.Draws)
+           -> geometry: GPU: one affine warp per image where needed (conditionals), the grid
+              in torch after the pipeline; CPU: resize, affine and grid of all four images in
+              one numpy resampling per batch (depthkit.loader.cpuwarp)
            -> normalise (bg, fgbg by the stats), scale (depth to [0, 1]), mask as CHW uint8
 
 Components, their extensions, reader dtypes, decode types and scaling come from the field
@@ -24,9 +27,9 @@ from typing import Any
 from nvidia.dali import fn, types
 
 from depthkit.loader import augment as aug
-from depthkit.loader import gridwarp
 from depthkit.loader.augment import AugmentConfig
 from depthkit.loader.backgrounds import BackgroundBank
+from depthkit.loader.cpuwarp import IMAGES, CpuWarp
 from depthkit.loader.photometric import IDENTITY
 from depthkit.shard import schema
 
@@ -95,19 +98,26 @@ def background(bgid: Any, g: GraphSpec) -> Any:
     return bg
 
 
-def draw_geometry(resize_flags: list[Any], g: GraphSpec) -> tuple[Any, Any, Any]:
+def draws(augment: AugmentConfig | None, res: int) -> dict[str, Any]:
+    """Every sample's random parameters by `augment.DRAWS` name; without augmentation the
+    identity matrix, the IDENTITY colour and zero grid factors (and no drawn / ssr flags)."""
+    if augment is not None:
+        return aug.dali_draws(augment, res)
+    return {"matrix": fn.transforms.scale(scale=[1.0, 1.0]), "drawn": None, "ssr": None,
+            "color": fn.constant(fdata=list(IDENTITY), dtype=types.FLOAT),
+            "grid": fn.constant(fdata=[0.0, 0.0], shape=[2, 1], dtype=types.FLOAT)}
+
+
+def draw_geometry(resize_flags: list[Any], drawn: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(matrix, warp, smooth): the sample's geometry (identity when none is drawn), whether
     any image needs a warp, and whether it needs interpolation (a resize or shift-scale-rotate
     rather than a flip / rotate-90 permutation)."""
     warp = functools.reduce(operator.or_, resize_flags)
     smooth = warp
-    if g.augment is not None and g.augment.any_geometry:
-        matrix, drawn, ssr = aug.dali_geometry(g.augment, g.res)
-        warp = warp | drawn
-        smooth = smooth | ssr
-    else:
-        matrix = fn.transforms.scale(scale=[1.0, 1.0])  # identity
-    return matrix, warp, smooth
+    if drawn["drawn"] is not None:
+        warp = warp | drawn["drawn"]
+        smooth = smooth | drawn["ssr"]
+    return drawn["matrix"], warp, smooth
 
 
 def warp_images(pairs: tuple[tuple[Any, Any], ...], res: int, nearest: bool) -> tuple[Any, ...]:
@@ -115,50 +125,35 @@ def warp_images(pairs: tuple[tuple[Any, Any], ...], res: int, nearest: bool) -> 
     return tuple(aug.dali_warp(image, matrix, res, nearest=nearest) for image, matrix in pairs)
 
 
-def geometry(images: dict[str, Any], shapes: dict[str, Any], g: GraphSpec) -> dict[str, Any]:
-    """ONE geometry per sample for all four images: each image's matrix is its resize to res
-    (shapes: the stored fgbg, mask, depth sizes; bg is res already) then the drawn geometry.
-    The mask is always sampled nearest; bg, fgbg and depth bilinearly unless nearest is exact.
-    """
+def geometry(images: dict[str, Any], shapes: dict[str, Any], drawn: dict[str, Any],
+             res: int) -> dict[str, Any]:
+    """The GPU backend's geometry, ONE per sample for all four images: each image's matrix is
+    its resize to res (shapes: the stored fgbg, mask, depth sizes; bg is res already) then the
+    drawn one. The mask is always sampled nearest; bg, fgbg and depth bilinearly unless nearest
+    is exact; samples that need no warp are routed around it (conditionals)."""
     bg, fgbg, mask, depth = (images[k] for k in ("bg", "fgbg", "mask", "depth"))
-    resizes = {k: aug.dali_resize_matrix(shapes[k], g.res) for k in ("fgbg", "mask", "depth")}
-    matrix, warp, smooth = draw_geometry([r[1] for r in resizes.values()], g)
+    resizes = {k: aug.dali_resize_matrix(shapes[k], res) for k in ("fgbg", "mask", "depth")}
+    matrix, warp, smooth = draw_geometry([r[1] for r in resizes.values()], drawn)
     if warp:
         m_fgbg, m_mask, m_depth = (fn.transforms.combine(r[0], matrix) for r in resizes.values())
         if smooth:
             bg, fgbg, depth = warp_images(
-                ((bg, matrix), (fgbg, m_fgbg), (depth, m_depth)), g.res, nearest=False)
+                ((bg, matrix), (fgbg, m_fgbg), (depth, m_depth)), res, nearest=False)
         else:  # flip / rotate-90 only: pixel centres land on pixel centres
             bg, fgbg, depth = warp_images(
-                ((bg, matrix), (fgbg, m_fgbg), (depth, m_depth)), g.res, nearest=True)
-        mask = aug.dali_warp(mask, m_mask, g.res, nearest=True)
+                ((bg, matrix), (fgbg, m_fgbg), (depth, m_depth)), res, nearest=True)
+        mask = aug.dali_warp(mask, m_mask, res, nearest=True)
     return {"bg": bg, "fgbg": fgbg, "mask": mask, "depth": depth}
 
 
-def color_params(augment: AugmentConfig | None) -> Any:
-    """Per-sample colour draw (float (4,)); IDENTITY for every sample without colour ops."""
-    if augment is not None and augment.any_color:
-        return aug.dali_color(augment)
-    return fn.constant(fdata=list(IDENTITY), dtype=types.FLOAT)
-
-
-def grid_params(augment: AugmentConfig | None) -> tuple[Any, Any]:
-    """(per-sample grid draw (float (2, steps)), drawn flag or None); zeros without grid ops."""
-    if augment is not None and augment.p_grid > 0:
-        return aug.dali_grid(augment)
-    return fn.constant(fdata=[0.0, 0.0], shape=[2, 1], dtype=types.FLOAT), None
-
-
-def grid_on_cpu(images: dict[str, Any], grid: Any, distort: Any) -> dict[str, Any]:
-    """Grid-distort uint8 HWC inside DALI, for the samples that drew it (the CPU backend: cheap
-    here; the GPU backend does it in torch after the pipeline, batched)."""
-    bg, fgbg, mask, depth = (images[k] for k in ("bg", "fgbg", "mask", "depth"))
-    if distort:
-        bg, fgbg, mask, depth = fn.python_function(
-            bg, fgbg, mask, depth, grid, function=gridwarp.grid_distort_batch,
-            num_outputs=4, batch_processing=True, output_layouts=["HWC"] * 4,
-        )
-    return {"bg": bg, "fgbg": fgbg, "mask": mask, "depth": depth}
+def geometry_on_cpu(images: dict[str, Any], drawn: dict[str, Any], res: int) -> dict[str, Any]:
+    """The CPU backend's geometry: every sample's resize, affine matrix and grid draw applied to
+    its four images in one numpy call per batch (bilinear; the mask nearest)."""
+    warped = fn.python_function(
+        *(images[k] for k in IMAGES), drawn["matrix"], drawn["grid"], function=CpuWarp(res),
+        num_outputs=len(IMAGES), batch_processing=True, output_layouts=["HWC"] * len(IMAGES),
+    )
+    return {k: warped[i] for i, k in enumerate(IMAGES)}
 
 
 def scale_image(image: Any, field: schema.Field, norm: dict[str, dict[str, list[float]]]) -> Any:
@@ -183,15 +178,16 @@ def scale_image(image: Any, field: schema.Field, norm: dict[str, dict[str, list[
 def define(g: GraphSpec) -> tuple[Any, ...]:
     """The pipeline definition: the nodes named in OUTPUTS."""
     encoded = read(g)
-    shapes = {f.name: fn.peek_image_shape(encoded[f.name]) for f in schema.IMAGE_FIELDS}
+    if g.gpu:
+        shapes = {f.name: fn.peek_image_shape(encoded[f.name]) for f in schema.IMAGE_FIELDS}
     images = {f.name: decode(encoded[f.name], f, g.gpu) for f in schema.IMAGE_FIELDS}
     images["bg"] = background(encoded[BGID.name], g)
-    images = geometry(images, shapes, g)
-    color = color_params(g.augment)
-    grid, distort = grid_params(g.augment)
-    if distort is not None and not g.gpu:
-        images = grid_on_cpu(images, grid, distort)
+    drawn = draws(g.augment, g.res)
+    if g.gpu:
+        images = geometry(images, shapes, drawn, g.res)
+    else:
+        images = geometry_on_cpu(images, drawn, g.res)
     out = {f.name: scale_image(images[f.name], f, g.norm)
            for f in (schema.BACKGROUND, *schema.IMAGE_FIELDS)}
-    out.update({BGID.name: encoded[BGID.name], "color": color, "grid": grid})
+    out.update({BGID.name: encoded[BGID.name], "color": drawn["color"], "grid": drawn["grid"]})
     return tuple(out[name] for name in OUTPUTS)

@@ -18,6 +18,8 @@ class TensorLoader:
 
     Rank r of w takes samples r, r + w, ... of a per-epoch permutation (seeded by seed + epoch),
     so ranks see disjoint shares; drop_last keeps full batches and equal counts on every rank.
+    Like the shard loader, the epoch moves on when its last batch is handed out, and an
+    iteration stopped early restarts its epoch unless a state was loaded.
     """
 
     def __init__(self, data: dict[str, Tensor], batch_size: int, *, shuffle: bool = True,
@@ -29,9 +31,24 @@ class TensorLoader:
         self.norm = norm or {}
         self.epoch = 0
         self.n = next(iter(data.values())).shape[0]
+        self._done = 0  # batches of `epoch` handed out
+        self._start = 0  # where the next iter() starts (a loaded state)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """Choose the epoch the next iter() yields (the start of it, unless it is this one)."""
+        if int(epoch) != self.epoch:
+            self.epoch, self._done, self._start = int(epoch), 0, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the loader stands: the epoch and the batches of it handed out."""
+        return {"epoch": self.epoch, "batch": self._done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The next iter() yields the rest of the state's epoch (the next epoch at its end)."""
+        self.epoch, self._done = int(state["epoch"]), int(state["batch"])
+        if self._done >= len(self):
+            self.epoch, self._done = self.epoch + 1, 0
+        self._start = self._done
 
     def _indices(self) -> Tensor:
         if self.shuffle:
@@ -48,9 +65,13 @@ class TensorLoader:
         return k // self.batch_size if self.drop_last else math.ceil(k / self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        idx = self._indices()
-        for b in range(len(self)):
+        idx, n = self._indices(), len(self)
+        start, self._start = self._start, 0
+        for b in range(start, n):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            self._done = b + 1
+            if self._done == n:
+                self.epoch, self._done = self.epoch + 1, 0
             yield {k: v[sel] for k, v in self.data.items()}
 
 

@@ -1,46 +1,51 @@
-"""The shard loader: DALI pipelines (depthkit.loader.graph) iterated into torch batches.
+"""The shard loader: a DALI pipeline (depthkit.loader.graph) iterated into torch batches.
 
 One code path for both backends: JPEG decoding runs on the GPU (`"mixed"`) when the loader's
 device is CUDA and on the CPU (`device_id=None`) otherwise; every later op runs where its input
-lives. After DALI, in torch: the colour matrix on bg and fgbg of the samples that drew colour
-(depthkit.loader.photometric) and, on the GPU, the grid distortion of the samples that drew it,
-all four images at once (depthkit.loader.gridwarp).
+lives. After DALI, in torch and without a host sync (depthkit.loader.postprocess): the colour
+matrix on bg and fgbg and, on the GPU, the grid distortion of all four images.
 
-Epochs: each `iter()` builds a fresh pipeline seeded from (seed, epoch, rank), so an epoch's
-order and augmentations depend only on those: `set_epoch` resumes exactly at an epoch boundary
-(the same semantics as torch's DistributedSampler: call it before each epoch).
+Epochs: a loader builds one pipeline (per split and resolution) and runs it epoch after epoch,
+resetting it in between (depthkit.loader.epochs). Its batches are fixed by (seed, rank, the
+epoch it was built for, the epochs since):
+
+- `iter()` yields epoch `epoch`; when it hands out that epoch's last batch, `epoch` moves on
+  to the next one, so `set_epoch(e)` with the loader's next epoch changes nothing;
+- the pipeline is (re)built, seeded from (seed, e, rank), when the next `iter()` is for any
+  other epoch e: the first one, a `set_epoch` jump, or after an iteration stopped early (it
+  restarts its epoch). So two new loaders run through epochs 0, 1, 2 give the same batches,
+  while a new loader set to epoch 1 gives other (equally random) batches than epoch 1 after 0;
+- the shard files are read in manifest order; what changes the order from one epoch to the
+  next is the reader's shuffle buffer, whose state continues across epochs (the shards were
+  shuffled when written), and the reader moving each rank on to the next shard every epoch.
+
+`state_dict()` is where the last batch handed out left the loader, with the pipeline's DALI
+checkpoint; a new loader given it by `load_state_dict` continues with exactly the batches the
+first would have yielded next. A state without a checkpoint (or from other settings) rebuilds
+its epoch from (seed, epoch, rank) and decodes and drops the batches already handed out.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from nvidia.dali import pipeline_def
-from nvidia.dali.plugin.base_iterator import LastBatchPolicy
-from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
 from depthkit.core.errors import DepthkitError
-from depthkit.loader import gridwarp
 from depthkit.loader.backgrounds import BackgroundBank
-from depthkit.loader.config import DEFAULT_NORM, LoaderConfig, device_id, epoch_seed, shard_range
-from depthkit.loader.graph import BGID, OUTPUTS, READER_NAME, GraphSpec, define
-from depthkit.loader.photometric import IDENTITY, apply_color
+from depthkit.loader.config import DEFAULT_NORM, LoaderConfig, device_id, shard_range
+from depthkit.loader.epochs import EpochRun, rank_batches, setup_key, start_run
+from depthkit.loader.graph import GraphSpec
+from depthkit.loader.postprocess import NORMALISED, PostProcess
 from depthkit.shard import schema
 from depthkit.shard.manifest import background_file, load_manifest, split_files
 from depthkit.shard.preflight import check_split_files, find_bad_sample
 
 log = logging.getLogger(__name__)
-
-IMAGES = (schema.BACKGROUND, *schema.IMAGE_FIELDS)  # the image fields of a batch, in order
-NORMALISED = tuple(f.name for f in IMAGES if f.scale == "stats")  # bg, fgbg
 
 
 class Loader:
@@ -52,7 +57,10 @@ class Loader:
         self.norm = graph.norm
         self._graph = graph
         self._sizes = sizes  # samples per shard file, in manifest order
-        self._device_id = device_id(cfg.device)
+        self._post = PostProcess(graph.norm, cfg.augment, graph.gpu, cfg.channels_last)
+        self._run: EpochRun | None = None
+        self._resume: int | None = None  # the epoch a loaded mid-epoch position is in
+        self._skip = 0  # batches to decode and drop there (a state without a checkpoint)
 
     @property
     def num_samples(self) -> int:
@@ -60,78 +68,134 @@ class Loader:
         return sum(self._sizes)
 
     def __len__(self) -> int:
-        total, b = self.num_samples, self.cfg.batch_size
-        if self.cfg.drop_last:
-            return (total // self.cfg.world_size) // b  # the smallest rank's full batches
-        start, end = shard_range(total, self.cfg.rank, self.cfg.world_size)
-        return math.ceil((end - start) / b)
+        """Batches of the epoch the next `iter()` runs (all of them, also after a resume)."""
+        run = self._reusable()
+        return self._batches(0 if run is None else run.rounds + (run.epoch < self.epoch))
+
+    def _batches(self, rounds: int) -> int:
+        return rank_batches(self.cfg, self.num_samples, rounds)
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order and augmentations the next `iter()` yields."""
+        """Choose the epoch the next `iter()` yields (see the module docstring)."""
         self.epoch = int(epoch)
 
-    def _epoch_graph(self) -> GraphSpec:
-        """The graph with this epoch's file order (the same on every rank)."""
-        g = self._graph
-        if not self.cfg.shuffle:
-            return g
-        order = np.random.default_rng([self.cfg.seed, self.epoch]).permutation(len(g.tars))
-        return replace(g, tars=[g.tars[i] for i in order], indexes=[g.indexes[i] for i in order])
+    def close(self) -> None:
+        """Release the pipeline (its threads and buffers); the next `iter()` builds anew."""
+        self._run = None
 
-    def build_pipeline(self) -> Any:
-        """This epoch's DALI pipeline (built, not run)."""
-        cfg = self.cfg
-        pipe_fn = pipeline_def(define, enable_conditionals=True)
-        pipe = pipe_fn(
-            self._epoch_graph(),
-            batch_size=cfg.batch_size,
-            num_threads=cfg.num_threads,
-            device_id=self._device_id,
-            seed=epoch_seed(cfg.seed, self.epoch, cfg.rank),
-            prefetch_queue_depth=cfg.prefetch,
-        )
-        pipe.build()
-        return pipe
+    def _reusable(self) -> EpochRun | None:
+        """The run the next `iter()` continues, or None when it builds a new pipeline."""
+        run = self._run
+        if run is None:
+            return None
+        if run.epoch == self.epoch and (run.done == 0 or self._resume == self.epoch):
+            return run
+        if run.epoch + 1 == self.epoch and run.done >= self._batches(run.rounds):
+            return run  # every batch of the previous epoch handed out, its end not yet read
+        return None
+
+    def _start(self) -> EpochRun:
+        """The run, standing at the next batch of `epoch` to hand out."""
+        run = self._reusable()
+        if run is None:
+            self._run = None  # the old pipeline goes before the new one is built
+            run = self._run = start_run(self._graph, self.cfg, self.epoch)
+        elif run.epoch < self.epoch:
+            run.finish()  # the previous epoch's end, read only now that another is asked for
+        if self._resume == self.epoch:
+            for _ in range(self._skip):
+                run.take()
+        self._resume, self._skip = None, 0
+        return run
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        n = len(self)
-        if n == 0:
+        """The epoch's batches; nothing past its last one is read until the next epoch."""
+        if len(self) == 0:
             return
-        pipe = dali_iter = None
-        done = 0  # batches handed out: bounds where a failure's culprit can lie
+        run = None
         try:
-            pipe = self.build_pipeline()
-            dali_iter = DALIGenericIterator(
-                [pipe],
-                list(OUTPUTS),
-                reader_name=READER_NAME,
-                last_batch_policy=LastBatchPolicy.PARTIAL,
-                auto_reset=False,
-            )
-            for out in dali_iter:
-                if done >= n:
-                    break
-                yield self._finish(out[0])
-                done += 1
+            run = self._start()
+            n = self._batches(run.rounds)
+            while run.done < n:
+                out = run.take()
+                if run.done == n:
+                    self.epoch = run.epoch + 1
+                yield self._finish(out)
         except RuntimeError as err:
-            mapped = self._data_error(str(err), done)
+            self._run = None  # a failed pipeline is not reused
+            at = (run.done, run.rounds) if run is not None else (0, 0)
+            mapped = self._data_error(str(err), *at)
             if mapped is None:
                 raise
             raise mapped from None
-        finally:
-            del dali_iter, pipe
 
-    def _data_error(self, text: str, done: int) -> DepthkitError | None:
+    def _finish(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Torch-side steps (depthkit.loader.postprocess)."""
+        return self._post(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader stands (plain types): the epoch, the batches of it handed out and,
+        once a pipeline runs, its DALI checkpoint and what it is valid for."""
+        run = self._run
+        if self._resume == self.epoch and self._skip:
+            return {"epoch": self.epoch, "batch": self._skip}
+        if run is None or (run.epoch != self.epoch and self._reusable() is not run):
+            return {"epoch": self.epoch, "batch": 0}
+        return {"epoch": run.epoch, "batch": run.done, "rounds": run.rounds, "built": run.built,
+                "setup": setup_key(self.cfg, self.num_samples), "dali": run.checkpoint()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next `iter()` continue where `state` (from `state_dict`) stood: the rest of
+        its epoch, or the next epoch when it stood at the end of one."""
+        epoch, batch = int(state["epoch"]), int(state["batch"])
+        self._run, self._resume, self._skip = None, None, 0
+        self.epoch = epoch
+        run, why = self._restore(state)
+        if run is not None:
+            self._run = run
+            if batch >= self._batches(run.rounds):
+                self.epoch = epoch + 1
+            else:
+                self._resume = epoch
+            return
+        if batch >= self._batches(0):
+            self.epoch = epoch + 1
+        elif batch > 0:
+            self._resume, self._skip = epoch, batch
+        if batch > 0:
+            log.warning("loader: %s; %s", why,
+                        f"epoch {self.epoch} starts from a new pipeline" if self._skip == 0 else
+                        f"epoch {epoch} is decoded again and its first {batch} batches dropped")
+
+    def _restore(self, state: dict[str, Any]) -> tuple[EpochRun | None, str]:
+        """The run restored from the state's DALI checkpoint, or (None, why not)."""
+        where = f"the saved {self.cfg.split} position (epoch {state['epoch']}, batch " \
+                f"{state['batch']})"
+        if not state.get("dali"):
+            return None, f"{where} has no DALI checkpoint"
+        if state.get("setup") != setup_key(self.cfg, self.num_samples):
+            return None, f"{where} is from other loader settings"
+        try:
+            run = start_run(self._graph, self.cfg, int(state["built"]), str(state["dali"]))
+        except (RuntimeError, ValueError) as err:
+            return None, f"{where} did not restore ({str(err).strip().splitlines()[0]})"
+        run.epoch, run.done, run.rounds = int(state["epoch"]), int(state["batch"]), \
+            int(state["rounds"])
+        return run, ""
+
+    def _data_error(self, text: str, done: int, rounds: int = 0) -> DepthkitError | None:
         """The one-line error for a DALI failure on the shard data, naming the damaged file
         and sample where the members this rank had read show one; None when the failure is
-        not about the data (the original error then propagates)."""
+        not about the data (the original error then propagates). `done`: batches of the epoch
+        taken; `rounds`: epochs the pipeline had finished (which shard the rank was on)."""
         op = _DALI_OP.search(text)
         if op is None or op.group(1) not in _DATA_OPS or (
                 op.group(1) == "python_function" and "background id" not in text):
             return None
-        cfg, g = self.cfg, self._epoch_graph()
+        cfg, g = self.cfg, self._graph
         root = Path(cfg.shards)
-        start, end = shard_range(self.num_samples, cfg.rank, cfg.world_size)
+        shard = (cfg.rank + rounds) % cfg.world_size
+        start, end = shard_range(self.num_samples, shard, cfg.world_size)
         read = cfg.shuffle_buffer + (done + cfg.prefetch + 4) * cfg.batch_size  # an upper bound
         try:  # the files may have changed since the pre-flight
             check_split_files(root, load_manifest(root), cfg.res, cfg.split)
@@ -143,33 +207,6 @@ class Loader:
             f"the loader failed reading the {cfg.split} shards of {root} at {cfg.res} px "
             f"({_dali_reason(text)}); run `depthkit verify -s {root}` to find the damaged file")
 
-    def _finish(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Torch-side steps: mask threshold, colour, grid distortion, dtypes, memory format."""
-        batch = {f.name: _threshold(out[f.name]) if f.scale == "binary" else out[f.name]
-                 for f in IMAGES}
-        batch[BGID.name] = out[BGID.name].reshape(-1).long()
-        batch = self._recolor(batch, out["color"])
-        grid = out["grid"]
-        drew = grid.flatten(1).abs().sum(1) > 0
-        if self._graph.gpu and bool(drew.any()):  # a host sync, once per batch
-            batch = _apply_grid(batch, grid, drew)
-        if self.cfg.channels_last:
-            for key in NORMALISED:
-                batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
-        return batch
-
-    def _recolor(self, batch: dict[str, torch.Tensor], color: torch.Tensor) -> dict:
-        """The colour matrix on bg and fgbg of the samples whose draw is not IDENTITY."""
-        recolor = (color.cpu() != torch.tensor(IDENTITY)).any(1)
-        if bool(recolor.any()):
-            idx = recolor.nonzero().reshape(-1).to(batch["bg"].device)
-            for key in NORMALISED:
-                norm = self.norm[key]
-                part = apply_color(batch[key].index_select(0, idx), color.cpu()[recolor.cpu()],
-                                   norm["mean"], norm["std"])
-                batch[key] = batch[key].index_copy(0, idx, part)
-        return batch
-
 
 _DALI_OP = re.compile(r"Error in \w+ operator `nvidia\.dali\.fn\.([\w.]+)`")
 _DATA_OPS = ("readers.webdataset", "peek_image_shape", "decoders.image", "python_function")
@@ -179,25 +216,6 @@ def _dali_reason(text: str) -> str:
     """The line of a DALI error that says what went wrong (after "encountered:")."""
     lines = [ln.strip() for ln in text.split("encountered:", 1)[-1].splitlines() if ln.strip()]
     return re.sub(r'^Assert on ".*?" failed: ', "", lines[0] if lines else "DALI error")
-
-
-def _threshold(mask: torch.Tensor) -> torch.Tensor:
-    """A uint8 mask as float 0/1 (foreground at >= MASK_THRESHOLD_U8)."""
-    return (mask >= schema.MASK_THRESHOLD_U8).float()
-
-
-def _apply_grid(batch: dict[str, torch.Tensor], grid: torch.Tensor, drew: torch.Tensor) -> dict:
-    """Grid-distort the samples that drew it, all 8 channels in one pass."""
-    idx = drew.nonzero().reshape(-1).to(batch["bg"].device)
-    stacked = torch.cat([batch[f.name].index_select(0, idx) for f in IMAGES], dim=1)
-    warped = gridwarp.grid_distort(stacked, grid.index_select(0, idx.to(grid.device)))
-    parts = torch.split(warped, [batch[f.name].shape[1] for f in IMAGES], dim=1)
-    out = dict(batch)
-    for f, part in zip(IMAGES, parts, strict=True):
-        if f.scale == "binary":
-            part = (part >= schema.MASK_THRESHOLD).float()
-        out[f.name] = batch[f.name].index_copy(0, idx, part)
-    return out
 
 
 def _check_config(cfg: LoaderConfig) -> None:

@@ -102,9 +102,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DDP and/or torch.compile wrappers (whose state_dict we save)."""
-    model = getattr(model, "module", model)  # DDP
-    return getattr(model, "_orig_mod", model)  # torch.compile
+    """The plain module under DDP and torch.compile wrappers, in either order and any depth
+    (whose state_dict is saved): compile's `_orig_mod`, DDP's `module`, peeled until none."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)  # torch.compile's OptimizedModule
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "module", None)  # DistributedDataParallel / DataParallel
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
 
 
 def capture_rng() -> dict[str, Any]:

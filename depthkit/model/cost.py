@@ -17,16 +17,24 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def forward_flops(model: nn.Module, res: int, batch: int = 1) -> float:
-    """Forward FLOPs per sample at res x res (torch.utils.flop_counter; conv/matmul only)."""
+    """Forward FLOPs per sample at res x res (torch.utils.flop_counter; conv/matmul only).
+
+    Counted on the meta device (shapes only): the model's parameters and buffers are swapped
+    for meta stand-ins for one call, so nothing is computed or copied wherever the model lives.
+    """
+    from torch.func import functional_call
     from torch.utils.flop_counter import FlopCounterMode
 
-    device = next(model.parameters()).device
-    x = torch.zeros(batch, 3, res, res, device=device)
+    tensors = (*model.named_parameters(), *model.named_buffers())
+    meta = {name: t.detach().to("meta") for name, t in tensors}
+    x = torch.zeros(batch, 3, res, res, device="meta")
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x, x)
-    model.train(was_training)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            functional_call(model, meta, (x, x))
+    finally:
+        model.train(was_training)
     return counter.get_total_flops() / batch
 
 

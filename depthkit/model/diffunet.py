@@ -22,8 +22,10 @@ class DiffUNet(nn.Module):
     output before the two 1x1 heads, followed by `refine` more full-resolution 3x3 convs that
     both heads share and `head_refine` convs that each head has on its own (so the sharp mask
     and the smooth depth do not compete for the same few channels).
-    `diff=False` drops the difference input (ablation).
-    H and W must be divisible by 8 * reduce.
+    `diff=False` drops the difference input (ablation). `context` adds a global-average-pooled
+    summary of the bottleneck back onto it, so room-wide facts reach every pixel where the
+    bottleneck does not see the whole image (large inputs).
+    H and W must be divisible by 2 ** (len(widths) - 1) * reduce (16 for the defaults).
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class DiffUNet(nn.Module):
         diff: bool = True,
         refine: int = 0,
         head_refine: int = 0,
+        context: bool = False,
     ) -> None:
         super().__init__()
         if reduce not in (1, 2, 4):
@@ -53,6 +56,7 @@ class DiffUNet(nn.Module):
         self.refine = nn.Sequential(*(conv_bn_relu(stem, stem) for _ in range(refine)))
         self.mask_head = conv_head(stem, head_refine)
         self.depth_head = conv_head(stem, head_refine)
+        self.context = global_context(w[-1]) if context else None
 
     def forward(self, bg: Tensor, fgbg: Tensor) -> Outputs:
         parts = [fgbg, bg, (fgbg - bg).abs()] if self.diff else [fgbg, bg]
@@ -62,6 +66,8 @@ class DiffUNet(nn.Module):
         for enc in self.encs:
             skips.append(x)
             x = enc(F.max_pool2d(x, 2))
+        if self.context is not None:
+            x = x + self.context(x)
         for dec, skip in zip(self.decs, reversed(skips), strict=True):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = dec(torch.cat([x, skip], 1))
@@ -69,3 +75,9 @@ class DiffUNet(nn.Module):
             x = F.interpolate(x, size=s.shape[-2:], mode="bilinear", align_corners=False)
         x = self.refine(self.fuse(torch.cat([x, s], 1)))
         return {"mask": self.mask_head(x), "depth": self.depth_head(x)}
+
+
+def global_context(channels: int) -> nn.Module:
+    """Global average pool -> 1x1 conv -> ReLU -> 1x1 conv: one vector added at every pixel."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, channels, 1),
+                         nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 1))

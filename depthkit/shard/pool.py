@@ -3,6 +3,7 @@ over it that keeps a bounded window of tasks in flight (or runs inline without a
 
 from __future__ import annotations
 
+import gc
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -24,8 +25,15 @@ def start_pool(workers: int) -> ProcessPoolExecutor | None:
         return None
     pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
                                initializer=init_worker, initargs=(os.getpid(),))
-    for f in [pool.submit(int) for _ in range(workers)]:
-        f.result()
+    # Objects alive at the fork are never collected in the workers: a DALI pipeline the
+    # caller still holds would otherwise run its __del__ there and wait forever for its
+    # threads, which fork does not copy.
+    gc.freeze()
+    try:
+        for f in [pool.submit(int) for _ in range(workers)]:
+            f.result()
+    finally:
+        gc.unfreeze()
     return pool
 
 

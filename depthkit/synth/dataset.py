@@ -86,6 +86,9 @@ class SynthConfig:
     seed: int = 0
     archive: str | None = None  # None: folders; "7z": the original archive set; "zip": one zip
     lossless: bool = False  # PNG (exact) instead of JPEG for masks and depth
+    # None: every fg in every room (the original). K: each room gets K of the fgs (all of them
+    # when K >= fgs), the K after the previous room's (wrapping): many rooms, few samples each.
+    fgs_per_bg: int | None = None
 
     def validate(self) -> None:
         """One-line DepthkitError naming the bad option."""
@@ -99,6 +102,8 @@ class SynthConfig:
                 f"{SLOTS_PER_FLIP} slots per flip), got {self.positions}")
         if not 16 <= self.res <= 4096:
             raise DepthkitError(f"--res must be in 16..4096, got {self.res}")
+        if self.fgs_per_bg is not None and self.fgs_per_bg < 1:
+            raise DepthkitError(f"--fgs-per-bg must be at least 1, got {self.fgs_per_bg}")
         if self.seed < 0:
             raise DepthkitError(f"--seed must be non-negative, got {self.seed}")
         if self.archive not in (None, *ARCHIVES):
@@ -107,7 +112,17 @@ class SynthConfig:
 
     @property
     def samples(self) -> int:
-        return self.bgs * self.fgs * 2 * self.positions
+        return self.bgs * self.per_bg * 2 * self.positions
+
+    @property
+    def per_bg(self) -> int:
+        """How many fgs each room is composed with."""
+        return min(self.fgs_per_bg or self.fgs, self.fgs)
+
+    def fgs_of(self, bg: int) -> list[int]:
+        """The fg indices that room `bg` (1-based) is composed with, ascending."""
+        start = (bg - 1) * self.per_bg
+        return sorted((start + j) % self.fgs for j in range(self.per_bg))
 
 
 @dataclass(frozen=True)
@@ -246,7 +261,8 @@ def bg_ids(cfg: SynthConfig) -> list[int]:
 
 def _render_jobs(cfg: SynthConfig) -> list[_RenderJob]:
     """One job per (bg, fg), in output order: small enough to resume and balance well."""
-    return [_RenderJob(cfg, bg, (fg,), fg == 0) for bg in bg_ids(cfg) for fg in range(cfg.fgs)]
+    return [_RenderJob(cfg, bg, (fg,), i == 0) for bg in bg_ids(cfg)
+            for i, fg in enumerate(cfg.fgs_of(bg))]
 
 
 def _job_done(out: Path, job: _RenderJob) -> bool:
@@ -265,9 +281,9 @@ def _check_config_stamp(out: Path, cfg: SynthConfig) -> None:
     stamp = out / CONFIG_NAME
     mine = asdict(cfg)
     if stamp.is_file():
-        try:
-            theirs = json.loads(stamp.read_text())
-        except (OSError, json.JSONDecodeError):
+        try:  # an option added since the stamp was written took its default there
+            theirs = {**asdict(SynthConfig()), **json.loads(stamp.read_text())}
+        except (OSError, json.JSONDecodeError, TypeError):
             theirs = None
         if theirs != mine:
             raise DepthkitError(

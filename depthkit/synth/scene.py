@@ -20,6 +20,8 @@ from depthkit.synth.surfaces import floor_albedo, wall_albedo
 from depthkit.synth.texture import Noise, palette_colour
 
 FLOOR, CEILING, WALL_LEFT, WALL_RIGHT, WALL_BACK, FIRST_BOX = 0, 1, 2, 3, 4, 5
+# Scene.surface values: the shell's ids, and FIRST_BOX for any piece of furniture.
+SURFACE_NAMES = ("floor", "ceiling", "wall_left", "wall_right", "wall_back", "furniture")
 SUPERSAMPLE = 2  # rays per pixel side; averaged down for anti-aliasing
 
 
@@ -68,6 +70,7 @@ class Scene:
     image: np.ndarray  # uint8 (res, res, 3)
     depth: np.ndarray  # float32 (res, res), camera z in metres
     floor: np.ndarray  # bool (res, res): the pixel shows open floor (objects may stand there)
+    surface: np.ndarray  # int8 (res, res): what most of the pixel shows (SURFACE_NAMES index)
     shade: np.ndarray  # float32 (res, res): light falling on the surface (albedo removed)
     light_colour: np.ndarray  # float32 (3,)
 
@@ -303,6 +306,13 @@ def _pixel_blocks(x: np.ndarray, ss: int) -> np.ndarray:
     return x.reshape(res, ss, res, ss, *x.shape[2:])
 
 
+def _majority_surface(surf: np.ndarray, ss: int) -> np.ndarray:
+    """Per pixel, the Scene.surface class most of its ss x ss rays hit (ties: the lower id)."""
+    cls = np.minimum(surf, FIRST_BOX)
+    counts = np.stack([_pixel_blocks(cls == k, ss).sum((1, 3)) for k in range(FIRST_BOX + 1)])
+    return counts.argmax(0).astype(np.int8)
+
+
 def _develop(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
     """Lens vignette, sensor noise and a gamma on linear RGB (res, res, 3) -> uint8 image."""
     res = rgb.shape[0]
@@ -338,4 +348,5 @@ def render_room(rng: np.random.Generator, res: int) -> Scene:
     depth_map = _pixel_blocks(hits.t, ss).mean((1, 3)).astype(np.float32)
     floor = _pixel_blocks(hits.surf == FLOOR, ss).all((1, 3))
     return Scene(camera=room.cam, image=image, depth=depth_map, floor=floor,
-                 shade=shade_lo.astype(np.float32), light_colour=light_colour)
+                 surface=_majority_surface(hits.surf, ss), shade=shade_lo.astype(np.float32),
+                 light_colour=light_colour)

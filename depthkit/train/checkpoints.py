@@ -1,10 +1,10 @@
 """A run's checkpoints: `CheckpointSaver` writes last.pt / best.pt, `resume_state` reads one back.
 
 Resume semantics: a checkpoint taken at the resolution the run is at continues exactly where
-it stopped (epoch, step, batch within the epoch, optimiser, LR schedule, scaler, RNG); a
-checkpoint from another resolution (the original's `--res 128 --resume ...`) seeds the weights
-of a new stage whose optimiser and LR schedule start fresh. The file format is
-depthkit.model.checkpoint's.
+it stopped (epoch, step, batch within the epoch, optimiser, LR schedule, scaler, RNG, and each
+rank's loader position under "loader"); a checkpoint from another resolution (the original's
+`--res 128 --resume ...`) seeds the weights of a new stage whose optimiser and LR schedule
+start fresh. The file format is depthkit.model.checkpoint's.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from depthkit.core.dist import DistInfo
 from depthkit.core.errors import DepthkitError
 from depthkit.model.checkpoint import capture_rng, restore_rng, save_checkpoint, unwrap
 from depthkit.train.config import TrainConfig, config_record
@@ -42,8 +43,10 @@ class CheckpointSaver:
         self.config = config_record(cfg)
 
     def save(self, name: str, state: TrainState, res: int, norm: dict[str, Any],
-             val: dict[str, float] | None = None) -> Path | None:
-        """Write <out>/<name> for training at `res` px with `norm`; None on other ranks."""
+             val: dict[str, float] | None = None,
+             loader: dict[str, Any] | None = None) -> Path | None:
+        """Write <out>/<name> for training at `res` px with `norm` and the ranks' `loader`
+        states (`loader_record`); None on other ranks."""
         if not self.enabled:
             return None
         meta = {
@@ -56,9 +59,36 @@ class CheckpointSaver:
         save_checkpoint(path, {
             "model": unwrap(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
-            "meta": meta, "rng": capture_rng(),
+            "meta": meta, "rng": capture_rng(), "loader": loader or {},
         })
         return path
+
+
+def loader_record(res: int, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What last.pt keeps of the training loaders: each rank's `state_dict()`, in rank order."""
+    return {"res": int(res), "ranks": list(ranks)}
+
+
+def loader_resume_state(saved: dict[str, Any] | None, res: int, dist: DistInfo, epoch: int,
+                        batch: int) -> tuple[dict[str, Any] | None, str | None]:
+    """(the state this rank's loader at `res` px takes at a resume, a line to log or None).
+
+    The rank's own saved state when the resolution and the world size match; otherwise,
+    mid-epoch, the plain position `{"epoch", "batch"}` (the loader then decodes and drops the
+    trained batches; with another world size they are this rank's new share, not the same
+    samples); at an epoch boundary without a usable state, None (`set_epoch` is exact there).
+    """
+    ranks = (saved or {}).get("ranks") or []
+    if saved and int(saved.get("res", -1)) == res and len(ranks) == dist.world_size:
+        return dict(ranks[dist.rank]), None
+    if not batch:
+        return None, None
+    why = ("it holds no loader state" if not ranks else
+           f"its loader state is of {len(ranks)} rank(s) at {saved.get('res')} px, this run has "
+           f"{dist.world_size} at {res} px")
+    return {"epoch": epoch, "batch": batch}, (
+        f"resume: {why}; the loader skips the {batch} trained batches of epoch {epoch + 1} "
+        "by decoding them")
 
 
 CHECKPOINT_NAMES = ("last.pt", "best.pt")
@@ -113,12 +143,20 @@ def nonfinite_part(state: TrainState) -> str | None:
 
 
 def continues_run(cfg: TrainConfig, meta: dict[str, Any]) -> bool:
-    """True if the checkpoint is this run mid-way (same stage), False if it seeds a new stage."""
-    stage = cfg.stage_at(int(meta["epoch"]))
-    if stage is not None and stage.res == int(meta["res"]):
+    """True if the checkpoint is this run mid-way, False if it seeds a new stage.
+
+    Mid-way: the epoch it stopped in, or (at an epoch's end) the epoch it finished, belongs
+    to a stage of this schedule at the checkpoint's resolution; a finished run, too."""
+    epoch, res = int(meta["epoch"]), int(meta["res"])
+    stage = cfg.stage_at(epoch)
+    if stage is not None and stage.res == res:
         return True
+    done = cfg.stage_at(epoch - 1) if epoch > 0 and not int(meta.get("batch_in_epoch", 0)) \
+        else None
+    if done is not None and done.res == res:
+        return True  # an epoch's end: the next stage of the same schedule, or the end of it
     # at the first stage's resolution with nothing left to train: the run is finished
-    return int(meta["res"]) == cfg.stages[0].res and int(meta["epoch"]) >= cfg.total_epochs
+    return res == cfg.stages[0].res and epoch >= cfg.total_epochs
 
 
 def resume_state(state: TrainState, ck: dict[str, Any], cfg: TrainConfig) -> None:

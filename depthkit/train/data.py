@@ -64,10 +64,10 @@ def shard_loader_factory(cfg: TrainConfig) -> LoaderFactory:
 
         return build_loader(LoaderConfig(
             shards=Path(cfg.shards), split=req.split, res=req.res, batch_size=req.batch_size,
-            augment=AugmentConfig() if (req.train and cfg.augment) else None,
+            augment=AugmentConfig.for_recipe(cfg.recipe) if (req.train and cfg.augment) else None,
             shuffle=req.train, seed=req.seed, rank=req.dist.rank,
             world_size=req.dist.world_size, device=req.device, num_threads=req.num_threads,
-            drop_last=req.train, channels_last=req.channels_last,
+            drop_last=req.train, channels_last=req.channels_last, prefetch=req.prefetch,
         ))
 
     return make

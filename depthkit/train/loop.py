@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -50,37 +51,37 @@ def train_one_epoch(
     criterion: Criterion,
     rt: Runtime,
     *,
-    skip: int = 0,
+    start: int = 0,
     max_steps: int | None = None,
     on_step: Hook | None = None,
 ) -> dict[str, float]:
-    """Train over one pass of `loader` (after skipping `skip` batches already trained).
+    """Train over what `loader` yields of this epoch; `start` is the number of its batches
+    trained before a resume (the loader, restored with `load_state_dict`, skips them).
 
     Returns mean per-head losses over the batches trained. `on_step` runs after every
-    optimiser step (logging, checkpoints) with detached outputs and losses.
+    optimiser step (logging, checkpoints) with detached outputs and losses. Nothing here
+    reads the device: the summed losses stay on it until the epoch's end.
     """
     model, opt, scaler = state.model, state.optimizer, state.scaler
     model.train()
     # total, mask, depth (summed on device: no sync)
     sums = state.loss_sums = torch.zeros(3, device=rt.device)
     n = 0
+    if max_steps is not None:  # no batch past the last step: the loader counts only trained
+        loader = itertools.islice(loader, max(0, max_steps - state.step))
     for i, batch in enumerate(loader):
-        if i < skip:
-            continue  # fast-forward a resumed epoch (the loader still decodes these)
-        if max_steps is not None and state.step >= max_steps:
-            break
         batch = rt.to_device(batch)
         with rt.autocast():
             out = model(batch["bg"], batch["fgbg"])
         loss, parts = criterion(out, batch)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.step(opt)
+        scaler.step(opt)  # a fused optimiser keeps the scaler's inf check on the device
         scaler.update()
         if state.per_step_scheduler:
             state.scheduler.step()
         state.step += 1
-        state.batch_in_epoch = i + 1
+        state.batch_in_epoch = start + i + 1
         sums += torch.stack([loss.detach(), parts["mask"], parts["depth"]])
         n += 1
         if on_step is not None:
@@ -94,7 +95,12 @@ def train_one_epoch(
 def validate(
     model: nn.Module, loader: Iterable[dict[str, Tensor]], criterion: Criterion, rt: Runtime
 ) -> dict[str, float]:
-    """Validation losses (mean per sample) and MetricAccumulator metrics, reduced over ranks."""
+    """Validation losses (mean per sample) and MetricAccumulator metrics, reduced over ranks.
+
+    `model` is the plain (or compiled) module, not DDP's wrapper: ranks may hold different
+    numbers of val batches, so the forward must not communicate; the two reductions at the
+    end are the only collectives. The sums stay on the device until one read at the end.
+    """
     from depthkit.eval.metrics import MetricAccumulator
 
     model.eval()
@@ -105,9 +111,9 @@ def validate(
         with rt.autocast():
             out = model(batch["bg"], batch["fgbg"])
         loss, parts = criterion(out, batch)
-        b = batch["mask"].shape[0]
-        sums += torch.stack([loss.detach() * b, parts["mask"] * b, parts["depth"] * b,
-                             torch.tensor(float(b), device=rt.device)]).double()
+        b = batch["mask"].shape[0]  # a shape: known on the host
+        sums[:3] += torch.stack([loss.detach(), parts["mask"], parts["depth"]]).double() * b
+        sums[3] += b
         probs = to_outputs(out)
         acc.update(probs["mask"], batch["mask"], probs["depth"], batch["depth"])
     all_reduce_sum(sums)

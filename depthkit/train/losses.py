@@ -3,9 +3,12 @@
 Mask: `mse` (the original: MSE, here on sigmoid(logits) so every model emits logits),
 `bce_dice` (BCE-with-logits + soft Dice: BCE gives sharp per-pixel gradients, Dice keeps small
 objects from being drowned by background) or `bce_lovasz` (BCE + Lovasz hinge, which optimises
-IoU itself and so weighs the edge pixels where most mask errors are). Depth: `mse` (original)
-or `l1_ssim_grad` (L1 + (1 - SSIM) / 2 + L1 of image gradients, as in DenseDepth: sharp edges,
-structure-aware).
+IoU itself and so weighs the edge pixels where most mask errors are). Depth: `mse` (original),
+`l1_ssim_grad` (L1 + (1 - SSIM) / 2 + L1 of image gradients, as in DenseDepth: sharp edges,
+structure-aware) or `l1_ssi_grad` (L1, plus the MiDaS terms: the L1 left after fitting each
+prediction's scale and shift to its target, and multi-scale gradient matching of that aligned
+residual; the targets are min-max normalised per image, so their scale is relative anyway,
+and the plain L1 keeps the output on the target's 0-1 scale).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from depthkit.core.errors import DepthkitError
 from depthkit.train.config import LossConfig
 
 MASK_LOSSES = ("bce_dice", "bce_lovasz", "mse")
-DEPTH_LOSSES = ("l1_ssim_grad", "mse")
+DEPTH_LOSSES = ("l1_ssi_grad", "l1_ssim_grad", "mse")
 
 
 def soft_dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
@@ -73,6 +76,32 @@ def gradient_l1(pred: Tensor, target: Tensor) -> Tensor:
     return dx.abs().mean() + dy.abs().mean()
 
 
+def align_scale_shift(pred: Tensor, target: Tensor, eps: float = 1e-9) -> Tensor:
+    """`pred` after the per-image least-squares scale and shift that best fit it to `target`.
+
+    Closed form from per-image means (no host sync); a flat prediction gets scale 0.
+    """
+    p, t = pred.flatten(1), target.flatten(1)
+    mp, mt = p.mean(1, keepdim=True), t.mean(1, keepdim=True)
+    var = ((p - mp) ** 2).mean(1, keepdim=True)
+    cov = ((p - mp) * (t - mt)).mean(1, keepdim=True)
+    scale = cov / (var + eps)
+    return (scale * (p - mp) + mt).view_as(pred)
+
+
+def gradient_matching(residual: Tensor, scales: int = 4) -> Tensor:
+    """MiDaS multi-scale gradient matching: mean |d/dx| + |d/dy| of the residual at `scales`
+    scales (each half the last, by taking every other pixel)."""
+    total = residual.new_zeros(())
+    for k in range(scales):
+        r = residual[..., :: 2**k, :: 2**k]
+        if r.shape[-1] < 2 or r.shape[-2] < 2:
+            break
+        total = total + (r[..., :, 1:] - r[..., :, :-1]).abs().mean() + (
+            r[..., 1:, :] - r[..., :-1, :]).abs().mean()
+    return total
+
+
 def mask_loss_fn(cfg: LossConfig) -> Callable[[Tensor, Tensor], Tensor]:
     """Loss on mask logits vs a {0, 1} target."""
     if cfg.mask == "mse":
@@ -98,6 +127,14 @@ def depth_loss_fn(cfg: LossConfig) -> Callable[[Tensor, Tensor], Tensor]:
             )
 
         return l1_ssim_grad
+    if cfg.depth == "l1_ssi_grad":
+
+        def l1_ssi_grad(pred: Tensor, t: Tensor) -> Tensor:
+            residual = align_scale_shift(pred, t) - t
+            return (F.l1_loss(pred, t) + cfg.align_weight * residual.abs().mean()
+                    + cfg.grad_weight * gradient_matching(residual, cfg.grad_scales))
+
+        return l1_ssi_grad
     raise DepthkitError(
         f"unknown depth loss '{cfg.depth}' (choose from: {', '.join(DEPTH_LOSSES)})"
     )
@@ -120,5 +157,5 @@ class Criterion:
 
 
 def build_criterion(cfg: LossConfig | None = None) -> Criterion:
-    """A Criterion for `cfg` (default: bce_dice + l1_ssim_grad)."""
+    """A Criterion for `cfg` (default: bce_dice + l1_ssi_grad)."""
     return Criterion(cfg or LossConfig())

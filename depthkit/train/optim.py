@@ -32,18 +32,24 @@ class OneCycle:
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * (t - w) / (1 - w)))
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum, L2 via weight_decay; the original) or AdamW (decoupled decay)."""
+def build_optimizer(
+    cfg: TrainConfig, model: nn.Module, fused: bool = False
+) -> torch.optim.Optimizer:
+    """SGD (momentum, L2 via weight_decay; the original) or AdamW (decoupled decay).
+
+    `fused` (on CUDA) takes the fused kernels: one launch per step, and a grad scaler's
+    inf check stays on the GPU (others make `GradScaler.step` read it on the host).
+    """
     cfg = apply_recipe(cfg)
+    if cfg.optimizer not in OPTIMIZERS:
+        raise DepthkitError(
+            f"--optimizer: '{cfg.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
+    kind = {"fused": True} if fused else {}  # else torch's choice: foreach on CUDA
     if cfg.optimizer == "sgd":
-        lr = 0.047 if cfg.lr is None else cfg.lr
-        wd = 1e-3 if cfg.weight_decay is None else cfg.weight_decay
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=wd)
-    if cfg.optimizer == "adamw":
-        lr = 4e-3 if cfg.lr is None else cfg.lr
-        wd = 1e-2 if cfg.weight_decay is None else cfg.weight_decay
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-    raise DepthkitError(f"--optimizer: '{cfg.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, **kind)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             **kind)
 
 
 def build_scheduler(

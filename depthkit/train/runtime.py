@@ -33,7 +33,9 @@ def pick_amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
         if cfg.amp_dtype == "fp16":
             raise DepthkitError("--amp-dtype fp16 needs CUDA; on CPU --amp means bf16 autocast")
         return torch.bfloat16
-    if cfg.amp_dtype == "fp16" or (cfg.amp_dtype == "auto" and not torch.cuda.is_bf16_supported()):
+    # bf16 only where the GPU has bf16 units: emulated bf16 (pre-Ampere) is slower than fp16
+    if cfg.amp_dtype == "fp16" or (cfg.amp_dtype == "auto" and not torch.cuda.is_bf16_supported(
+            including_emulation=False)):
         return torch.float16
     return torch.bfloat16
 
@@ -46,6 +48,11 @@ class Runtime:
     amp_dtype: torch.dtype | None
     channels_last: bool
     dist: DistInfo
+
+    @property
+    def fused_optimizer(self) -> bool:
+        """Fused optimiser kernels (CUDA): no host read of the grad scaler's inf check."""
+        return self.device.type == "cuda"
 
     def autocast(self) -> AbstractContextManager:
         if self.amp_dtype is None:
@@ -65,9 +72,12 @@ class Runtime:
 def distributed_runtime(cfg: TrainConfig) -> Iterator[Runtime]:
     """This rank's Runtime, inside the process group (joined, then left, if it was not up)."""
     info = dist_from_env()
-    device = pick_device(cfg.device, info.local_rank)
+    device = pick_device(cfg.device, info)
     owns_group = info.distributed and not torch.distributed.is_initialized()
     init_distributed(info, device)
+    benchmark = torch.backends.cudnn.benchmark
+    if device.type == "cuda":  # fixed shapes per stage: let cuDNN time its algorithms once
+        torch.backends.cudnn.benchmark = True
     try:
         amp = pick_amp_dtype(cfg, device)
         if amp is not None and device.type == "cpu" and info.is_master:
@@ -77,5 +87,6 @@ def distributed_runtime(cfg: TrainConfig) -> Iterator[Runtime]:
             device.type == "cuda")
         yield Runtime(device=device, amp_dtype=amp, channels_last=channels_last, dist=info)
     finally:
+        torch.backends.cudnn.benchmark = benchmark
         if owns_group:
             shutdown_distributed()

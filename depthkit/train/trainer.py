@@ -7,17 +7,23 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn
 
-from depthkit.core.dist import all_reduce_sum, barrier, dist_from_env
+from depthkit.core.dist import (
+    all_gather_objects,
+    barrier,
+    device_kind,
+    dist_from_env,
+    pick_device,
+)
 from depthkit.core.errors import DepthkitError
 from depthkit.core.lock import RunLock
 from depthkit.core.progress import progress_bar
@@ -37,11 +43,14 @@ from depthkit.train.checkpoints import (
     check_run_folder,
     clear_run,
     continues_run,
+    loader_record,
+    loader_resume_state,
     nonfinite_part,
     resume_state,
 )
 from depthkit.train.config import Stage, TrainConfig, apply_recipe
 from depthkit.train.data import shard_loader_factory, without_missing_val
+from depthkit.train.distributed import agree_to_stop, broadcast_buffers, wrap_model
 from depthkit.train.interrupt import Interrupted, StopSignals
 from depthkit.train.loop import TrainState, train_one_epoch, validate
 from depthkit.train.losses import build_criterion
@@ -108,7 +117,9 @@ class Trainer:
         ck = load_checkpoint(cfg.resume) if cfg.resume else None
         model, self.model_spec = build_model(cfg, ck)
         self.finished = finished_message(cfg, ck)
-        self.flops = {s.res: forward_flops(model, s.res) for s in cfg.stages}
+        # forward GFLOPs per stage: only rank 0 reports them
+        self.flops = {s.res: forward_flops(model, s.res) for s in cfg.stages} if (
+            self.master) else {}
         self.saver = CheckpointSaver(cfg, self.model_spec, enabled=self.master)
         model = model.to(rt.device)
         if rt.channels_last:
@@ -122,9 +133,13 @@ class Trainer:
         self.state = self._new_state(model)
         # (path, step) of the newest checkpoint known good: named when a run diverges
         self.last_saved: tuple[Path, int] | None = None
+        # the loaders' saved positions, given to the first epoch's loader (None: no resume)
+        self.resumed_loader: dict[str, Any] | None = None
         if ck is not None:
             resume_state(self.state, ck, cfg)
             self.last_saved = (Path(cfg.resume), int(ck["meta"]["step"]))
+            if continues_run(cfg, ck["meta"]):
+                self.resumed_loader = dict(ck.get("loader") or {})
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -132,37 +147,31 @@ class Trainer:
         cfg = self.cfg
         return self.make_loader(LoaderRequest(
             split=split, res=res, batch_size=cfg.batch_for(res), train=train, dist=self.rt.dist,
-            device=str(self.rt.device), seed=cfg.seed, num_threads=cfg.num_threads,
-            channels_last=self.rt.channels_last,
+            device=str(self.rt.device), seed=cfg.seed,
+            num_threads=cfg.loader_threads(self.rt.dist.local_world_size),
+            channels_last=self.rt.channels_last, prefetch=cfg.prefetch,
         ))
 
     def _new_state(self, model: nn.Module) -> TrainState:
         """Optimiser, LR schedule (planned over every stage's steps) and grad scaler."""
         cfg, rt = self.cfg, self.rt
         total_steps = sum(s.epochs * len(self.train_loaders[s.res]) for s in cfg.stages)
-        opt = build_optimizer(cfg, model)
+        opt = build_optimizer(cfg, model, fused=rt.fused_optimizer)
         sched, per_step = build_scheduler(cfg, opt, total_steps)
         scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
-        return TrainState(self._wrap(model), opt, sched, scaler, per_step_scheduler=per_step)
-
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        """torch.compile first, then DDP (as nanoGPT does); `unwrap` undoes both."""
-        if self.cfg.compile:
-            model = torch.compile(model)
-        if self.rt.dist.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
-            model = DistributedDataParallel(model, device_ids=ids)
-        return model
+        trained, self.eval_model = wrap_model(model, cfg, rt)
+        return TrainState(trained, opt, sched, scaler, per_step_scheduler=per_step)
 
     def save(self, name: str, val: dict[str, float] | None = None) -> Path | None:
-        """Write <out>/<name> (rank 0 only); a DepthkitError instead if the loss or the weights
-        are not finite (checked on every rank: their weights are the same under DDP)."""
+        """Write <out>/<name> (rank 0 only; every rank calls it: their loader states are
+        gathered); a DepthkitError instead if the loss or the weights are not finite (checked
+        on every rank: their weights are the same under DDP)."""
         bad = nonfinite_part(self.state)
         if bad is not None:
             raise self._diverged(f"non-finite {bad}", f"{name} not written")
-        path = self.saver.save(name, self.state, self.res, self.norm, val)
+        states = all_gather_objects(self.train_loaders[self.res].state_dict())
+        path = self.saver.save(name, self.state, self.res, self.norm, val,
+                               loader_record(self.res, states))
         if name == "last.pt":
             self.last_saved = (Path(self.cfg.out) / name, self.state.step)
         return path
@@ -200,7 +209,7 @@ class Trainer:
                     log.info("model %s: %s parameters; forward GFLOPs/sample: %s",
                              self.model_spec.name, f"{self.model_spec.params:,}", flops)
                 while s.epoch < cfg.total_epochs and not self._out_of_steps():
-                    self._stop_if_asked(None)  # a signal during validation or the last save
+                    self._stop_if_asked()  # a signal during validation or the last save
                     self._run_epoch()
         finally:
             self.board.close()
@@ -209,22 +218,16 @@ class Trainer:
                 "seconds": time.perf_counter() - start, "best_val_loss": s.best,
                 "params": self.model_spec.params, "flops": self.flops}
 
-    def _stop_if_asked(self, loss: Tensor | None) -> None:
+    def _stop_if_asked(self) -> None:
         """At a step boundary: if a stop signal came (on any rank), save and raise Interrupted.
 
-        Under DDP every rank must stop at the same step, so the ranks' flags, and whether the
-        step's `loss` is finite there, are summed over ranks: one tiny all_reduce per step,
-        which on GPUs is a CPU-GPU sync, so it is done only when the run is distributed."""
+        Under DDP the ranks first agree (train.distributed): on the signal, and on whether
+        every rank's loss so far is finite (else all raise the divergence error together)."""
         signum = self.stop.signum or 0
         if self.rt.dist.distributed:
-            flags = torch.tensor([signum == signal.SIGINT, signum == signal.SIGTERM, 0.0],
-                                 device=self.rt.device)
-            if loss is not None:
-                flags[2] = (~torch.isfinite(loss)).float()
-            sigint, sigterm, bad = all_reduce_sum(flags).tolist()
+            signum, bad = agree_to_stop(signum, self.state.loss_sums, self.rt.device)
             if bad:
                 raise self._diverged("non-finite training loss", "not saved")
-            signum = signal.SIGTERM if sigterm else signal.SIGINT if sigint else 0
         if signum:
             self._interrupt(int(signum))
 
@@ -257,21 +260,31 @@ class Trainer:
         self._close_epoch(stage, means, seconds)
 
     def _enter(self, stage: Stage) -> BatchSource:
-        """The stage's training loader, set to this epoch; checkpoints now record its res."""
+        """The stage's training loader, set to this epoch (and, on the first epoch of a
+        resumed run, to where its rank stopped); checkpoints now record its res."""
         self.res = stage.res
         loader = self.train_loaders[stage.res]
         self.norm = dict(getattr(loader, "norm", {}) or {})
         loader.set_epoch(self.state.epoch)
+        if self.resumed_loader is not None:
+            s = self.state
+            state, why = loader_resume_state(self.resumed_loader, stage.res, self.rt.dist,
+                                             s.epoch, s.batch_in_epoch)
+            self.resumed_loader = None
+            if why and self.master:
+                log.info("%s", why)
+            if state is not None:
+                loader.load_state_dict(state)
         return loader
 
     def _global_batch(self, stage: Stage) -> int:
         return self.cfg.batch_for(stage.res) * self.rt.dist.world_size
 
     def _train(self, stage: Stage, loader: BatchSource) -> tuple[dict[str, float], float]:
-        """The rest of this epoch (a resumed one skips its trained batches) under a progress
-        bar counting samples of all ranks; returns the mean losses and the seconds taken."""
+        """The rest of this epoch (a resumed one's loader skips its trained batches) under a
+        progress bar counting samples of all ranks; returns the mean losses and the seconds."""
         cfg, s = self.cfg, self.state
-        skip, s.batch_in_epoch = s.batch_in_epoch, 0
+        skip = s.batch_in_epoch
         bsz = self._global_batch(stage)
         label = f"epoch {s.epoch + 1}/{cfg.total_epochs} @ {stage.res}px"
         self.speed.reset()
@@ -280,7 +293,9 @@ class Trainer:
                           enabled=self.master and cfg.progress, start=skip * bsz) as advance:
             advance(skip * bsz)  # trained before a resume: shown, kept out of the rate
             on_step = functools.partial(self._on_step, advance=advance, last=len(loader))
-            means = train_one_epoch(s, loader, self.criterion, self.rt, skip=skip,
+            # stopped after the epoch's last batch: the loader stands at the next epoch
+            batches = loader if skip < len(loader) else ()
+            means = train_one_epoch(s, batches, self.criterion, self.rt, start=skip,
                                     max_steps=cfg.max_steps, on_step=on_step)
         return means, time.perf_counter() - t0
 
@@ -289,15 +304,14 @@ class Trainer:
                  last: int) -> None:
         """After each optimiser step: progress, scalars, image grid (also at the epoch's `last`
         batch) and last.pt, each at its interval; then a stop signal, if one came, saves and
-        raises Interrupted."""
+        raises Interrupted. Only the steps that log or save read the device."""
         cfg = self.cfg
-        if self.rt.dist.distributed:  # first all ranks agree (stop? loss finite?), then act
-            self._stop_if_asked(loss)
+        logs = bool(cfg.log_every) and state.step % cfg.log_every == 0
+        if self.rt.dist.distributed and self._ranks_meet(state, logs, last):
+            self._stop_if_asked()  # first all ranks agree (stop? loss finite?), then act
         bsz = batch["bg"].shape[0] * self.rt.dist.world_size
         self.speed.add(bsz)
-        fields: dict[str, Any] = {}
-        if cfg.log_every and state.step % cfg.log_every == 0:
-            fields = self._log_step(state, loss, parts)
+        fields = self._log_step(state, loss, parts) if logs else {}
         advance(bsz, **fields)
         if (cfg.image_every and state.step % cfg.image_every == 0) or (
                 state.batch_in_epoch == last):
@@ -307,6 +321,15 @@ class Trainer:
             self.save("last.pt")
         if self.stop.signum is not None and not self.rt.dist.distributed:
             self._interrupt(self.stop.signum)
+
+    def _ranks_meet(self, state: TrainState, logs: bool, last: int) -> bool:
+        """Whether the ranks agree on stopping after this step: where the device is read
+        anyway (a log step, a save, the epoch's last or the run's last step), or every step
+        when nothing is logged (--log-every 0)."""
+        cfg = self.cfg
+        saves = bool(cfg.save_every) and state.step % cfg.save_every == 0
+        return (logs or saves or not cfg.log_every or state.batch_in_epoch == last
+                or self._out_of_steps())
 
     def _log_step(self, state: TrainState, loss: Tensor,
                   parts: dict[str, Tensor]) -> dict[str, str]:
@@ -350,7 +373,8 @@ class Trainer:
         """Validation at the stage's resolution; a new best loss also writes best.pt."""
         if stage.res not in self.val_loaders:
             self.val_loaders[stage.res] = self._loader("val", stage.res, train=False)
-        val = validate(self.state.model, self.val_loaders[stage.res], self.criterion, self.rt)
+        broadcast_buffers(self.eval_model)  # rank 0's BatchNorm statistics on every rank
+        val = validate(self.eval_model, self.val_loaders[stage.res], self.criterion, self.rt)
         self.board.scalars("val", val, self.state.step)
         if val["loss"] < self.state.best and self.state.step > 0:  # never an untrained model
             self.state.best = val["loss"]
@@ -366,7 +390,10 @@ def fit(cfg: TrainConfig, make_loader: LoaderFactory | None = None) -> dict[str,
     """
     if not cfg.stages:
         raise DepthkitError("no training stages (give --res/--epochs or --schedule)")
-    cfg = apply_recipe(cfg)  # unset options from --recipe, so checkpoints record what ran
+    pick_device(cfg.device, dist_from_env())  # no GPU for --device cuda: said before any work
+    # --device auto resolved (its defaults follow the device) and unset options from --recipe,
+    # so checkpoints record what ran
+    cfg = apply_recipe(replace(cfg, device=device_kind(cfg.device)))
     if make_loader is None:
         cfg = without_missing_val(cfg)  # (and a missing shard folder is named first)
     # one run per run folder (a live run is named before any other check); rank 0 alone

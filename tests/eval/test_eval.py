@@ -23,9 +23,9 @@ JSON_KEYS = ("mask_iou", "mask_dice", "depth_rmse", "depth_abs_rel", "depth_delt
 def demo(tmp_path_factory: pytest.TempPathFactory):
     """The demo at toy size: 3 backgrounds (1 held out) x 3 fgs x 2 flips x 2 positions,
     two training steps. Gives shards, a checkpoint, metrics.json and grid.png."""
-    cfg = DemoConfig(out=tmp_path_factory.mktemp("demo") / "out", bgs=3, fgs=3, positions=2,
-                     val_fraction=0.34, epochs=1, batch_size=4, max_steps=2, workers=1,
-                     grid_samples=4)
+    cfg = DemoConfig(out=tmp_path_factory.mktemp("demo") / "out", bgs=3, fgs=3, fgs_per_bg=3,
+                     positions=2, val_fraction=0.34, epochs=1, batch_size=4, max_steps=2,
+                     workers=1, grid_samples=4)
     return run_demo(cfg, say=lambda line: None)
 
 

@@ -14,6 +14,7 @@ from depthkit.model import (
     model_kwargs,
     to_outputs,
 )
+from depthkit.model.registry import REGISTERED
 
 ORIGINAL_PARAMS = 3_786_872  # the original course model's parameter count
 ORIGINAL_GFLOPS_64 = 21.7  # the original course model's forward GFLOPs per 64 px sample
@@ -44,6 +45,32 @@ def test_unetexp_matches_original_size_and_cost() -> None:
     model = create_model("unetexp")
     assert count_parameters(model) == pytest.approx(ORIGINAL_PARAMS, rel=0.01)
     assert forward_flops(model, 64) / 1e9 == pytest.approx(ORIGINAL_GFLOPS_64, rel=0.02)
+
+
+def real_forward_flops(model: torch.nn.Module, res: int) -> int:
+    """FLOPs of one real forward of a (1, 3, res, res) pair on the model's own device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, res, res)
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, x)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_flops_counted_on_meta_equal_a_real_forward(name: str) -> None:
+    model = create_model(name).train()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    devices = []
+    model.register_forward_pre_hook(lambda m, args: devices.append(args[0].device.type))
+    counted = forward_flops(model, 64)
+    assert devices == ["meta"]  # shapes only: no real forward ran
+    assert model.training  # the mode it came in
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert counted == real_forward_flops(model, 64)
+    assert forward_flops(model, 64, batch=3) == counted  # per sample
 
 
 def test_default_model_is_a_small_fraction_of_the_original_cost() -> None:

@@ -242,3 +242,42 @@ def test_pastes_are_hard_or_soft_and_both_occur():
             assert comp.hard == (kind == "hard")  # the flag tools split results by
             kinds.add(kind)
     assert kinds == {"soft", "hard"}
+
+
+def test_fgs_per_bg_spreads_the_cutouts_over_many_rooms(tmp_path):
+    cfg = SynthConfig(bgs=5, fgs=4, positions=1, res=32, seed=0, fgs_per_bg=2, lossless=True)
+    assert cfg.samples == 5 * 2 * 2
+    assert [cfg.fgs_of(bg) for bg in range(1, 6)] == [[0, 1], [2, 3], [0, 1], [2, 3], [0, 1]]
+    made = synthesize(tmp_path, cfg, progress=False)
+    assert made.samples == 20 and made.skipped == 0
+    from depthkit.source.open import open_source
+    from depthkit.source.sample import Sample
+
+    with open_source(tmp_path) as src:
+        pairs = {(s.bg, s.fg) for s in src.samples() if isinstance(s, Sample)}
+    assert pairs == {(bg, fg) for bg in range(1, 6) for fg in cfg.fgs_of(bg)}
+    assert len(list((tmp_path / "bg_final").iterdir())) == 5  # every room's image, once
+    assert synthesize(tmp_path, cfg, progress=False).skipped == 20  # resumes like the rest
+
+
+def test_fgs_per_bg_of_all_or_more_is_the_full_product():
+    full = SynthConfig(bgs=3, fgs=4, positions=1)
+    assert SynthConfig(bgs=3, fgs=4, positions=1, fgs_per_bg=9).samples == full.samples
+    assert SynthConfig(bgs=3, fgs=4, positions=1, fgs_per_bg=4).fgs_of(2) == full.fgs_of(2)
+    with pytest.raises(DepthkitError, match="--fgs-per-bg"):
+        SynthConfig(fgs_per_bg=0).validate()
+
+
+def test_surface_map_labels_what_the_pixels_show():
+    from depthkit.synth.scene import SURFACE_NAMES
+
+    for bg in (1, 2, 3):
+        scene = scene_for(0, bg, 48)
+        assert scene.surface.shape == (48, 48)
+        assert set(np.unique(scene.surface)) <= set(range(len(SURFACE_NAMES)))
+        assert np.all(scene.surface[scene.floor] == SURFACE_NAMES.index("floor"))
+        floor = scene.surface == SURFACE_NAMES.index("floor")
+        # most of the bottom row is floor; the top row, above the horizon, never is
+        assert floor[-1].mean() > 0.5
+        top = scene.surface[0]
+        assert not np.any(top == SURFACE_NAMES.index("floor"))

@@ -1,4 +1,5 @@
-"""Fixtures for the training tests: a toy in-memory dataset and a tiny TrainConfig."""
+"""Fixtures for the training tests: a toy in-memory dataset and a tiny TrainConfig; a base for
+loader wrappers, and a per-step counter of host reads."""
 
 from __future__ import annotations
 
@@ -40,3 +41,68 @@ def toy_config():
     """`toy_config(out, **changes)`: a tiny CPU diffunet TrainConfig (1 stage, 32 px, 2 epochs,
     batch 8, AdamW, no saves/logs/images/val) writing to `out`, with `changes` applied."""
     return _toy_config
+
+
+class LoaderWrapper:
+    """A training loader around another: everything but `__iter__` is the inner loader's
+    (subclasses change the iteration: record, signal, count)."""
+
+    def __init__(self, loader) -> None:
+        self.loader, self.norm = loader, loader.norm
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state)
+
+    def __iter__(self):
+        yield from self.loader
+
+
+def read_counter(base: type) -> type:
+    """`count_syncs`'s counter class extended with `Tensor.tolist` calls ("tolist"): on a CPU
+    tensor that host read bypasses the dispatcher, so the base counter cannot see it."""
+
+    class ReadCounter(base):
+        def __enter__(self):
+            counter, tolist = self, torch.Tensor.tolist
+
+            def counted(t: torch.Tensor):
+                counter.ops.append("tolist")
+                return tolist(t)
+
+            self._tolist = tolist
+            torch.Tensor.tolist = counted
+            return super().__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            super().__exit__(*exc)
+            torch.Tensor.tolist = self._tolist
+
+    return ReadCounter
+
+
+class CountPerStep(LoaderWrapper):
+    """A training loader whose batch k opens counter k (`counter_type()`) as it is handed out,
+    closed when the loop asks for the next one: counter k sees step k's copy to the device,
+    forward, loss, backward, optimiser step and on_step hook (not the loaders' own work)."""
+
+    def __init__(self, loader, counter_type: type, counters: list) -> None:
+        super().__init__(loader)
+        self.counter_type, self.counters = counter_type, counters
+
+    def __iter__(self):
+        for batch in self.loader:
+            counter = self.counter_type().__enter__()
+            self.counters.append(counter)
+            try:
+                yield batch
+            finally:
+                counter.__exit__(None, None, None)

@@ -21,20 +21,16 @@ from depthkit.model.checkpoint import load_checkpoint
 from depthkit.train import fit
 from depthkit.train.interrupt import Interrupted, StopSignals, resume_command
 
+from .conftest import LoaderWrapper
 
-class SignalAt:
+
+class SignalAt(LoaderWrapper):
     """A training loader that raises `signum` in this process while handing out batch `at`
     (counted from 1 over all epochs): as if the user pressed Ctrl-C during that step."""
 
     def __init__(self, loader, at: int, signum: int) -> None:
-        self.loader, self.at, self.signum, self.norm = loader, at, signum, loader.norm
-        self.count = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.loader)
+        super().__init__(loader)
+        self.at, self.signum, self.count = at, signum, 0
 
     def __iter__(self):
         for batch in self.loader:
@@ -193,12 +189,20 @@ def _worker(rank: int, port: int, tmp: str, data: dict[str, torch.Tensor], cfg) 
     torch.save(result, Path(tmp) / f"rank{rank}.pt")
 
 
+# the ranks agree every --log-every steps (every step with 0): a signal during step 4 stops
+# both after step 4, or after the next log step (5)
 @pytest.mark.slow
-def test_ddp_ranks_stop_at_the_same_step(tmp_path: Path, toy_config, toy_data) -> None:
-    cfg = toy_config(tmp_path / "run", batch_size=4)
+@pytest.mark.parametrize(("log_every", "stop"), [(0, 4), (5, 5)])
+def test_ddp_ranks_stop_at_the_same_step(
+    tmp_path: Path, toy_config, toy_data, log_every: int, stop: int
+) -> None:
+    cfg = toy_config(tmp_path / "run", batch_size=4, log_every=log_every)
     mp.spawn(_worker, args=(_free_port(), str(tmp_path), toy_data(), cfg), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    assert r0 == {"step": 4, "signum": signal.SIGINT, "saved": True}
-    assert r1 == {"step": 4, "signum": signal.SIGINT, "saved": False}
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["step"] == 4
+    assert r0 == {"step": stop, "signum": signal.SIGINT, "saved": True}
+    assert r1 == {"step": stop, "signum": signal.SIGINT, "saved": False}
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["meta"]["step"] == stop
+    # each rank's loader position, gathered into last.pt
+    assert ck["loader"] == {"res": 32, "ranks": [{"epoch": 0, "batch": stop}] * 2}

@@ -87,7 +87,7 @@ def test_in_memory_batch_larger_than_the_data_is_refused(tmp_path: Path, factory
 def test_default_recipe_is_adamw_one_cycle(tmp_path: Path) -> None:
     cfg = apply_recipe(TrainConfig(shards=tmp_path))
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay) == ("adamw", 4e-3, 1e-2)
-    assert (cfg.loss.mask, cfg.loss.depth) == ("bce_dice", "l1_ssim_grad")
+    assert (cfg.loss.mask, cfg.loss.depth) == ("bce_dice", "l1_ssi_grad")
     model = torch.nn.Linear(2, 2)
     opt = build_optimizer(TrainConfig(shards=tmp_path), model)
     assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["lr"] == 4e-3
@@ -133,7 +133,7 @@ def test_the_demo_trains_as_before(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     cfg = apply_recipe(seen[0])
     # the demo's effective recipe before --recipe existed (adamw's defaults then: wd 1e-2)
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.warmup) == ("adamw", 4e-3, 1e-2, 0.25)
-    assert (cfg.loss.mask, cfg.loss.depth) == ("bce_lovasz", "l1_ssim_grad")
+    assert (cfg.loss.mask, cfg.loss.depth) == ("bce_lovasz", "l1_ssi_grad")
     assert cfg.batch_size == 16 and cfg.stages == (Stage(64, 10),) and not cfg.augment
 
 

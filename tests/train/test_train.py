@@ -255,15 +255,20 @@ def test_cli_missing_resolution_is_one_line(tmp_path: Path, shard_root: Path) ->
     assert not (tmp_path / "last.pt").exists()
 
 
+@pytest.mark.parametrize("augment", [False, True], ids=["plain", "augmented"])
 def test_shard_run_resumes_mid_epoch_like_an_uninterrupted_one(
-    tmp_path: Path, shard_root: Path
+    tmp_path: Path, shard_root: Path, augment: bool
 ) -> None:
+    """The DALI loader restores its pipeline checkpoint: the same batches, augmentations
+    included, as the uninterrupted run's."""
     base = TrainConfig(shards=shard_root, stages=(Stage(32, 2),), batch_size=4,
                        optimizer="adamw", save_every=0, log_every=0, image_every=0,
-                       val_every=0, num_threads=1, augment=False)
+                       val_every=0, num_threads=1, augment=augment, device="cpu")
     fit(replace(base, out=tmp_path / "a"))
     first = fit(replace(base, out=tmp_path / "b", max_steps=7))  # 5 batches/epoch: 2 into #2
     assert first["steps"] == 7
+    (state,) = load_checkpoint(tmp_path / "b" / "last.pt")["loader"]["ranks"]
+    assert (state["epoch"], state["batch"]) == (1, 2) and state["dali"]  # the pipeline's own
     fit(replace(base, out=tmp_path / "b", resume=tmp_path / "b" / "last.pt"))
     a, b = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
     assert load_checkpoint(tmp_path / "b" / "last.pt")["meta"]["step"] == 10
