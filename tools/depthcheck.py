@@ -17,24 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from depthkit.core.dist import pick_device
-from depthkit.core.errors import DepthkitError
-from depthkit.core.images import jpeg_roundtrip
 from depthkit.core.report import emit_report
-from depthkit.eval.predict import check_res, predict_arrays
-from depthkit.synth.dataset import (
-    BG_QUALITY,
-    FGBG_QUALITY,
-    SynthConfig,
-    normalize_depth,
-    render_sample,
-    scene_for,
-)
+from depthkit.eval.fresh import add_room_arguments, fresh_samples
+from depthkit.synth.dataset import normalize_depth
 from depthkit.synth.scene import SURFACE_NAMES
 
 JUMP = 1.05  # neighbours on different surfaces whose depths differ by this ratio: an occlusion
@@ -117,48 +105,21 @@ class DepthTally:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    from depthkit.model.checkpoint import load_model
-
-    if args.rooms < 1 or args.fgs < 1:
-        raise DepthkitError("--rooms and --fgs must be at least 1")
-    device = pick_device(args.device)
-    model, meta = load_model(args.checkpoint, device=str(device))
-    res = check_res(args.res or int(meta["res"]))
-    size = args.size or res
-    cfg = SynthConfig(bgs=args.first_room + args.rooms, fgs=args.fgs, positions=1, res=size,
-                      seed=args.seed)
+    info, samples = fresh_samples(args)
     tally, inter, union = DepthTally(), 0, 0
-    with torch.inference_mode():
-        for bg in range(args.first_room, args.first_room + args.rooms):
-            scene = scene_for(cfg.seed, bg, size)
-            bg_img = jpeg_roundtrip(scene.image, BG_QUALITY)
-            for fg in range(args.fgs):
-                comp = render_sample(cfg, bg, fg, False, 0)
-                fgbg = jpeg_roundtrip(comp.fgbg, FGBG_QUALITY)
-                pred = predict_arrays(model, meta, bg_img, fgbg, res, device)
-                true = normalize_depth(comp.depth).astype(np.float64) / 255.0
-                tally.add(pred.depth.astype(np.float64), true,
-                          region_map(comp.mask, comp.depth, scene.surface))
-                inter += int((pred.mask & comp.mask).sum())
-                union += int((pred.mask | comp.mask).sum())
-    return {"checkpoint": str(args.checkpoint), "model_res": res, "size": size,
-            "seed": args.seed, "rooms": [args.first_room, args.first_room + args.rooms - 1],
-            "fgs": args.fgs, "samples": len(tally.image_rmse),
-            "mask_iou": inter / max(union, 1), **tally.figures()}
+    for s in samples:
+        true = normalize_depth(s.comp.depth).astype(np.float64) / 255.0
+        tally.add(s.pred.depth.astype(np.float64), true,
+                  region_map(s.comp.mask, s.comp.depth, s.scene.surface))
+        inter += int((s.pred.mask & s.comp.mask).sum())
+        union += int((s.pred.mask | s.comp.mask).sum())
+    return {**info, "samples": len(tally.image_rmse), "mask_iou": inter / max(union, 1),
+            **tally.figures()}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--rooms", type=int, default=20, help="unseen rooms to render")
-    p.add_argument("--first-room", type=int, default=1000,
-                   help="index of the first room (past any training set's rooms)")
-    p.add_argument("--fgs", type=int, default=30, help="cut-outs per room (indices 0..fgs-1)")
-    p.add_argument("--size", type=int, default=None, help="render size (default: model res)")
-    p.add_argument("--res", type=int, default=None, help="model resolution (default: ckpt's)")
-    p.add_argument("--seed", type=int, default=0, help="synth seed (the training set's)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
+    add_room_arguments(p, rooms=20, fgs=30)
     return emit_report(run, p.parse_args(argv))
 
 

@@ -18,24 +18,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from depthkit.core.dist import pick_device
-from depthkit.core.errors import DepthkitError
-from depthkit.core.images import jpeg_roundtrip
 from depthkit.core.report import emit_report
-from depthkit.eval.predict import check_res, predict_arrays
-from depthkit.synth.dataset import (
-    BG_QUALITY,
-    FGBG_QUALITY,
-    SynthConfig,
-    render_sample,
-    scene_for,
-    sprite_for,
-)
+from depthkit.eval.fresh import add_room_arguments, fresh_samples
+from depthkit.synth.dataset import sprite_for
 
 SMALL_OBJECT = 60  # mask pixels at 64 px; scaled by (res / 64)^2
 
@@ -87,40 +75,23 @@ def groups_of(kind: str, hard: bool, camouflage: bool, area: int, small: int,
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    from depthkit.model.checkpoint import load_model
-
-    if args.rooms < 1 or args.fgs < 1:
-        raise DepthkitError("--rooms and --fgs must be at least 1")
-    device = pick_device(args.device)
-    model, meta = load_model(args.checkpoint, device=str(device))
-    res = check_res(args.res or int(meta["res"]))
-    size = args.size or res
-    cfg = SynthConfig(bgs=args.first_room + args.rooms, fgs=args.fgs, positions=1, res=size,
-                      seed=args.seed)
-    small = round(SMALL_OBJECT * (size / 64) ** 2)
+    info, samples = fresh_samples(args)
+    small = round(SMALL_OBJECT * (info["size"] / 64) ** 2)
     tallies: dict[str, Tally] = {}
     bands = {"edge": 0, "near": 0, "far": 0}
-    with torch.inference_mode():
-        for bg in range(args.first_room, args.first_room + args.rooms):
-            bg_img = jpeg_roundtrip(scene_for(cfg.seed, bg, size).image, BG_QUALITY)
-            for fg in range(args.fgs):
-                comp = render_sample(cfg, bg, fg, False, 0)
-                fgbg = jpeg_roundtrip(comp.fgbg, FGBG_QUALITY)
-                pred = predict_arrays(model, meta, bg_img, fgbg, res, device).mask
-                true = comp.mask
-                seen = None if args.trained_fgs is None else fg < args.trained_fgs
-                kind = sprite_for(cfg.seed, fg, size).kind
-                for name in groups_of(kind, comp.hard, comp.camouflage, int(true.sum()), small,
-                                      seen):
-                    tallies.setdefault(name, Tally()).add(pred, true)
-                for key, n in error_bands(pred, true).items():
-                    bands[key] += n
+    for s in samples:
+        pred, true = s.pred.mask, s.comp.mask
+        seen = None if args.trained_fgs is None else s.fg < args.trained_fgs
+        kind = sprite_for(args.seed, s.fg, info["size"]).kind
+        for name in groups_of(kind, s.comp.hard, s.comp.camouflage, int(true.sum()), small,
+                              seen):
+            tallies.setdefault(name, Tally()).add(pred, true)
+        for key, n in error_bands(pred, true).items():
+            bands[key] += n
     everything = tallies["all"]
     wrong = sum(bands.values())
     return {
-        "checkpoint": str(args.checkpoint), "model_res": res, "size": size, "seed": args.seed,
-        "rooms": [args.first_room, args.first_room + args.rooms - 1], "fgs": args.fgs,
-        "small_object_pixels": small,
+        **info, "small_object_pixels": small,
         "mask_iou": everything.figures()["mask_iou"], "samples": everything.samples,
         "wrong_pixels": wrong,
         "wrong_share": {k: v / max(wrong, 1) for k, v in bands.items()},
@@ -132,18 +103,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--rooms", type=int, default=10, help="unseen rooms to render")
-    p.add_argument("--first-room", type=int, default=1000,
-                   help="index of the first room (past any training set's rooms)")
-    p.add_argument("--fgs", type=int, default=60, help="cut-outs per room (indices 0..fgs-1)")
+    add_room_arguments(p, rooms=10, fgs=60)
     p.add_argument("--trained-fgs", type=int, default=None,
                    help="cut-outs 0..N-1 were in training: report seen/unseen separately")
-    p.add_argument("--size", type=int, default=None, help="render size (default: model res)")
-    p.add_argument("--res", type=int, default=None, help="model resolution (default: ckpt's)")
-    p.add_argument("--seed", type=int, default=0, help="synth seed (the training set's)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     return emit_report(run, p.parse_args(argv))
 
 

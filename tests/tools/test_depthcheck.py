@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import load_tool
 
-
-def _load_depthcheck():
-    spec = importlib.util.spec_from_file_location("depthcheck", ROOT / "tools" / "depthcheck.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["depthcheck"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-depthcheck = _load_depthcheck()
+depthcheck = load_tool("depthcheck")
 REGION = {name: i for i, name in enumerate(depthcheck.REGIONS)}
 
 

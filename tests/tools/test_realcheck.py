@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import load_tool
 
-
-def _load_realcheck():
-    spec = importlib.util.spec_from_file_location("realcheck", ROOT / "tools" / "realcheck.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["realcheck"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-realcheck = _load_realcheck()
+realcheck = load_tool("realcheck")
 
 
 def _photos(folder: Path) -> Path:

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import load_tool
 
-
-def _load_synthcheck():
-    spec = importlib.util.spec_from_file_location("synthcheck", ROOT / "tools" / "synthcheck.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["synthcheck"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-synthcheck = _load_synthcheck()
+synthcheck = load_tool("synthcheck")
 
 
 def _square() -> np.ndarray:
