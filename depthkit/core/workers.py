@@ -21,6 +21,7 @@ import time
 from types import FrameType
 
 WATCH_S = 0.5  # how often a worker's watchdog looks for its parent
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})  # what ends a run cleanly
 _PR_SET_PDEATHSIG = 1
 
 
@@ -53,7 +54,7 @@ def stop_on_signals() -> None:
     """Raise `Terminated` in the main thread on SIGTERM and SIGINT (call from the main
     thread, before any pool starts). A signal the process was started with ignored (SIGINT of
     a script's `cmd &`) stays ignored."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _raise_terminated)
 
@@ -62,6 +63,7 @@ def init_worker(owner: int) -> None:
     """Pool initializer (`initargs=(os.getpid(),)`): die with the pool's owner process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the owner shuts the pool down
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the owner's handler (fork copies it)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held back by the forking owner
     _die_with_parent()
     parent = os.getppid()
     if _gone(owner, parent):  # the parent died before prctl took effect
@@ -83,7 +85,7 @@ def _die_with_parent() -> None:
 
 def _gone(owner: int, parent: int) -> bool:
     """Whether the pool's owner is gone: this process was re-parented, or the owner (not our
-    direct parent, as under forkserver) no longer exists."""
+    direct parent when a pool forks through a server) no longer exists."""
     if os.getppid() != parent:
         return True
     if parent == owner:

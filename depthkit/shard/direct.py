@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import TypeGuard
 
 from depthkit.core.diskspace import SpaceUse, on_disk_full
+from depthkit.core.pool import ordered_map
 from depthkit.core.progress import progress_bar
 from depthkit.shard.context import RunContext
 from depthkit.shard.files import Backgrounds, abort, commit_shard, journal_rate, open_shard
 from depthkit.shard.journal import save_journal
 from depthkit.shard.members import Part, convert_refs
-from depthkit.shard.pool import ordered_map
 from depthkit.shard.tario import AtomicTar, Fragment
 from depthkit.source import IndexedSource, Problem, SampleRef, Source
 

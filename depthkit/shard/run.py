@@ -30,6 +30,7 @@ from typing import Any
 
 from depthkit.core.errors import DepthkitError
 from depthkit.core.lock import RunLock
+from depthkit.core.pool import worker_pool
 from depthkit.shard import schema
 from depthkit.shard.config import ShardConfig, ShardSummary
 from depthkit.shard.context import OnReject, RunContext
@@ -46,7 +47,6 @@ from depthkit.shard.journal import load_journal, run_fingerprint
 from depthkit.shard.manifest import listed_paths, total_bytes, write_manifest
 from depthkit.shard.native import source_resolution
 from depthkit.shard.plan import make_plan
-from depthkit.shard.pool import start_pool
 from depthkit.shard.spill_path import bucket_folder, write_spilled
 from depthkit.source import Source, open_source
 
@@ -77,13 +77,8 @@ def write_shards(sources: Sequence[str | Path], cfg: ShardConfig) -> ShardSummar
     one run at a time per OUT (a second gets a one-line error naming the first)."""
     paths = [Path(s) for s in sources]
     check_out(Path(cfg.out), paths)  # before the lock creates OUT
-    with RunLock(Path(cfg.out), "shard"):
-        pool = start_pool(cfg.workers)  # forked before any progress-bar thread exists
-        try:
-            return _write_shards(paths, cfg, pool)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+    with RunLock(Path(cfg.out), "shard"), worker_pool(cfg.workers) as pool:  # before any bar
+        return _write_shards(paths, cfg, pool)
 
 
 def _rejecter(strict: bool) -> OnReject:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from depthkit.core.diskspace import Needs, on_disk_full
+from depthkit.core.pool import ordered_map
 from depthkit.core.progress import progress_bar
 from depthkit.shard import schema
 from depthkit.shard.context import RunContext
@@ -21,7 +22,6 @@ from depthkit.shard.files import abort, commit_shard, journal_rate, open_shard
 from depthkit.shard.journal import WORK_DIR, save_journal
 from depthkit.shard.members import converted_images, sample_members, sample_meta
 from depthkit.shard.plan import ShardSpec
-from depthkit.shard.pool import ordered_map
 from depthkit.shard.spill import Buckets, encode_record, iter_records
 from depthkit.source import Problem, Sample, Source
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from depthkit.core.pool import worker_pool
 from depthkit.core.progress import progress_bar
 from depthkit.shard import schema
 from depthkit.shard.convert import DEFAULT_MAX_PIXELS, Rejected, decode_checked
 from depthkit.shard.manifest import load_manifest, resolutions
-from depthkit.shard.pool import start_pool
 from depthkit.shard.tario import Member, index_text, sha256_file, split_name
 
 Task = tuple[int, str, dict[str, Any]]  # (res, "backgrounds" or split, manifest entry)
@@ -211,19 +211,14 @@ def _check_splits(root: Path, split_tasks: list[Task], bg_sets: dict[int, frozen
                   workers: int, progress: bool) -> list[tuple[int, str, TarCheck]]:
     """Check the split tars, in a process pool when `workers` > 0; results in task order."""
     checks: list[tuple[int, str, TarCheck]] = []
-    pool = start_pool(workers)
-    try:
-        with progress_bar("verify", total=len(split_tasks), unit="tars",
-                          enabled=progress) as adv:
-            args = [(root, e, r, k, bg_sets.get(r, frozenset())) for r, k, e in split_tasks]
-            results = (pool.map(_check_tar_args, args) if pool is not None
-                       else map(_check_tar_args, args))
-            for (res, kind, _), chk in zip(split_tasks, results, strict=True):
-                checks.append((res, kind, chk))
-                adv(1)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    with worker_pool(workers) as pool, progress_bar("verify", total=len(split_tasks),
+                                                     unit="tars", enabled=progress) as adv:
+        args = [(root, e, r, k, bg_sets.get(r, frozenset())) for r, k, e in split_tasks]
+        results = (pool.map(_check_tar_args, args) if pool is not None
+                   else map(_check_tar_args, args))
+        for (res, kind, _), chk in zip(split_tasks, results, strict=True):
+            checks.append((res, kind, chk))
+            adv(1)
     return checks
 
 

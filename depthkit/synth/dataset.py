@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from io import BytesIO
@@ -47,8 +46,8 @@ from depthkit.core.atomic import write_atomic
 from depthkit.core.diskspace import SpaceUse, block_size, on_disk_full
 from depthkit.core.errors import DepthkitError
 from depthkit.core.lock import RunLock
+from depthkit.core.pool import ordered_map, worker_pool
 from depthkit.core.progress import progress_bar
-from depthkit.core.workers import init_worker
 from depthkit.source import (
     BG,
     DEPTH,
@@ -292,22 +291,48 @@ def _check_config_stamp(out: Path, cfg: SynthConfig) -> None:
     write_atomic(stamp, (json.dumps(mine, indent=1) + "\n").encode(), fsync=False)
 
 
-def _results(jobs: list[_RenderJob], workers: int) -> Iterator[list[tuple[str, bytes]]]:
-    """Job results in job order, from a process pool when workers > 1."""
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield _render_job(job)
-        return
-    # forkserver: safe even when the caller has threads (torch, rich) running.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(
-            workers, initializer=init_worker, initargs=(os.getpid(),)) as pool:  # die with us
-        # Keep each background's jobs on one worker when there are enough backgrounds, so
-        # each room is rendered once rather than once per worker.
-        per_bg = sum(1 for t in jobs if t.bg == jobs[0].bg)
-        bgs = len(jobs) // per_bg
-        chunksize = min(per_bg, 20) if bgs >= 2 * workers else 1  # <= 800 samples in flight
-        yield from pool.imap(_render_job, jobs, chunksize=chunksize)
+def _write_all(out: Path, cfg: SynthConfig, per_job: list[int], use: SpaceUse,
+               results: Iterator[list[tuple[str, bytes]]], progress: bool) -> list[Path]:
+    """Write every rendered file through one writer (aborted, nothing left, on any error)."""
+    writer: DatasetWriter = open_writer(out, cfg.archive)
+    try:
+        with progress_bar("synth", total=sum(per_job), unit="samples",
+                          enabled=progress) as advance:
+            for n, files in zip(per_job, results, strict=True):
+                for rel, data in files:
+                    writer.write(rel, data)
+                    use.add(len(data))  # a full disk's estimate of what is left
+                use.items += n
+                use.kept += 0 if cfg.archive else n  # an archive is rewritten whole
+                advance(n)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _results(jobs: list[_RenderJob], pool: ProcessPoolExecutor | None,
+             workers: int) -> Iterator[list[tuple[str, bytes]]]:
+    """Job results in job order, from `pool` when there is one (a bounded window in flight)."""
+    chunks = _chunks(jobs, workers)
+    tasks = ((chunk, (chunk,)) for chunk in chunks)
+    for _, files in ordered_map(pool, workers, _render_chunk, tasks, []):
+        yield from files
+
+
+def _chunks(jobs: list[_RenderJob], workers: int) -> list[tuple[_RenderJob, ...]]:
+    """Jobs grouped for the workers: a background's jobs (up to 20) together when there are
+    enough backgrounds, so each room is rendered once rather than once per worker."""
+    if not jobs:
+        return []
+    per_bg = sum(1 for t in jobs if t.bg == jobs[0].bg)
+    size = min(per_bg, 20) if len(jobs) // per_bg >= 2 * workers else 1
+    return [tuple(jobs[i:i + size]) for i in range(0, len(jobs), size)]
+
+
+def _render_chunk(jobs: tuple[_RenderJob, ...]) -> list[list[tuple[str, bytes]]]:
+    """`_render_job` of each job (one task of a worker)."""
+    return [_render_job(job) for job in jobs]
 
 
 def synthesize(out: str | Path, cfg: SynthConfig, workers: int = 1,
@@ -336,22 +361,9 @@ def _synthesize(out: Path, cfg: SynthConfig, workers: int, progress: bool) -> Sy
     skipped = cfg.samples - sum(per_job)
     start = time.perf_counter()
     use = SpaceUse(sum(per_job), block=1 if cfg.archive else block_size(out))
-    with on_disk_full(out, use.needs, resumes=cfg.archive is None):
-        writer: DatasetWriter = open_writer(out, cfg.archive)
-        try:
-            with progress_bar("synth", total=sum(per_job), unit="samples",
-                              enabled=progress) as advance:
-                for n, files in zip(per_job, _results(todo, workers), strict=True):
-                    for rel, data in files:
-                        writer.write(rel, data)
-                        use.add(len(data))  # a full disk's estimate of what is left
-                    use.items += n
-                    use.kept += 0 if cfg.archive else n  # an archive is rewritten whole
-                    advance(n)
-            outputs = writer.close()
-        except BaseException:
-            writer.abort()
-            raise
+    with (worker_pool(workers if workers > 1 and len(todo) > 1 else 0) as pool,  # before the bar
+          on_disk_full(out, use.needs, resumes=cfg.archive is None)):
+        outputs = _write_all(out, cfg, per_job, use, _results(todo, pool, workers), progress)
     seconds = time.perf_counter() - start
     log.info("synth: %d samples in %.1f s", sum(per_job), seconds)
     return SynthResult(samples=sum(per_job), skipped=skipped, backgrounds=cfg.bgs,

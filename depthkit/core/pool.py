@@ -1,30 +1,55 @@
-"""Worker processes for shard conversion and checking: a pre-forked pool, and an in-order map
-over it that keeps a bounded window of tasks in flight (or runs inline without a pool)."""
+"""Worker processes for synth, shard and verify: a pre-forked pool, and an in-order map over it
+that keeps a bounded window of tasks in flight (or runs inline without a pool).
+
+The pool's workers are forked and confirmed running before the caller starts any thread (a
+progress bar), and never replaced. SIGTERM and Ctrl-C are held back while they fork: one
+that lands in the interpreter's at-fork hooks is otherwise swallowed ("Exception ignored"),
+and the run carries on as if never stopped. It is delivered, as `Terminated`, once the
+workers run, inside the block that shuts them down.
+"""
 
 from __future__ import annotations
 
 import gc
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any, TypeVar
 
-from depthkit.core.workers import init_worker
+from depthkit.core.workers import STOP_SIGNALS, init_worker
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def start_pool(workers: int) -> ProcessPoolExecutor | None:
-    """A process pool with its workers already forked (before any progress-bar thread
-    starts; fork, unlike spawn, needs no `__main__` guard in the caller), or None for 0.
-    The workers end with this process, even when it is killed (depthkit.core.workers)."""
+@contextmanager
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A process pool with its `workers` already forked (fork, unlike spawn, needs no
+    `__main__` guard in the caller), shut down on leaving; None for 0 workers. The workers
+    end with this process, even when it is killed (depthkit.core.workers)."""
     if workers <= 0:
-        return None
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
-                               initializer=init_worker, initargs=(os.getpid(),))
+        yield None
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    pool = None
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
+                                   initializer=init_worker, initargs=(os.getpid(),))
+        _start_workers(pool, workers)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a stop that came raises here
+        yield pool
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Fork every worker now and wait until each has run a task."""
     # Objects alive at the fork are never collected in the workers: a DALI pipeline the
     # caller still holds would otherwise run its __del__ there and wait forever for its
     # threads, which fork does not copy.
@@ -34,7 +59,6 @@ def start_pool(workers: int) -> ProcessPoolExecutor | None:
             f.result()
     finally:
         gc.unfreeze()
-    return pool
 
 
 def ordered_map(pool: ProcessPoolExecutor | None, workers: int, fn: Callable[..., R],
