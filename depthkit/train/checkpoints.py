@@ -168,6 +168,7 @@ def resume_state(state: TrainState, ck: dict[str, Any], cfg: TrainConfig) -> Non
                  "start fresh at %d px", cfg.resume, meta["res"], meta["epoch"],
                  cfg.stages[0].res)
         return
+    planned = _schedule_plan(state.scheduler)
     try:
         state.optimizer.load_state_dict(ck["optimizer"])
         state.scheduler.load_state_dict(ck["scheduler"])
@@ -178,6 +179,7 @@ def resume_state(state: TrainState, ck: dict[str, Any], cfg: TrainConfig) -> Non
             f"--resume {cfg.resume}: optimiser/scheduler state does not fit this "
             f"run (--optimizer {cfg.optimizer}?): {str(err).splitlines()[0]}"
         ) from None
+    _keep_plan(state.scheduler, planned)
     state.epoch, state.step = int(meta["epoch"]), int(meta["step"])
     state.batch_in_epoch = int(meta.get("batch_in_epoch", 0))
     state.best = float(meta.get("best", math.inf))
@@ -185,3 +187,26 @@ def resume_state(state: TrainState, ck: dict[str, Any], cfg: TrainConfig) -> Non
         restore_rng(ck["rng"])
     log.info("resumed %s at epoch %d, step %d (+%d batches)",
              cfg.resume, state.epoch, state.step, state.batch_in_epoch)
+
+
+def _schedule_plan(scheduler: Any) -> list[dict[str, Any]] | None:
+    """The LR factor objects' settings of this run's plan (a one-cycle's total steps)."""
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    return None if lambdas is None else [dict(vars(f)) for f in lambdas]
+
+
+def _keep_plan(scheduler: Any, planned: list[dict[str, Any]] | None) -> None:
+    """A resumed schedule follows this run's plan: the checkpoint's LR factor objects carry
+    the old one, so `--epochs 20` after 10 would train the new epochs at the LR floor."""
+    if planned is None:
+        return
+    for f, plan in zip(scheduler.lr_lambdas, planned, strict=True):
+        old = dict(vars(f))
+        if old != plan:
+            vars(f).update(plan)
+            log.info("resume: the LR schedule follows this run's plan (%s; the checkpoint's "
+                     "was %s)", _plan_text(plan), _plan_text(old))
+
+
+def _plan_text(plan: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in plan.items())

@@ -114,3 +114,24 @@ def test_each_rank_takes_its_own_saved_state() -> None:
     assert loader_resume_state(saved, 128, rank1, 3, 0) == (None, None)
     state, why = loader_resume_state(saved, 64, DistInfo(), 2, 5)
     assert state == {"epoch": 2, "batch": 5} and "2 rank(s) at 64 px" in why
+
+
+def test_a_resume_with_more_epochs_follows_the_new_lr_plan(
+    tmp_path: Path, toy_config, toy_data, caplog: pytest.LogCaptureFixture
+) -> None:
+    from depthkit.train.optim import OneCycle
+
+    cfg = toy_config(tmp_path / "run")
+    fit(cfg, tensor_loader_factory(toy_data()))  # 2 epochs x 6 batches: the LR at its floor
+    last = tmp_path / "run" / "last.pt"
+    longer = toy_config(tmp_path / "run", stages=(Stage(32, 4),), resume=last, max_steps=18)
+    with caplog.at_level(logging.INFO, logger="depthkit"):
+        fit(longer, tensor_loader_factory(toy_data()))
+    ck = load_checkpoint(last)
+    assert ck["meta"]["step"] == 18
+    assert ck["scheduler"]["lr_lambdas"][0]["total_steps"] == 24
+    group = ck["optimizer"]["param_groups"][0]
+    peak, lr = group["initial_lr"], group["lr"]
+    assert lr == pytest.approx(peak * OneCycle(24, cfg.warmup)(18))  # 1/4 of the peak
+    assert lr > 100 * peak * OneCycle(12, cfg.warmup)(18)  # the old plan: its floor
+    assert "follows this run's plan (total_steps 24" in caplog.text
