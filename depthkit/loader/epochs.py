@@ -79,7 +79,9 @@ def start_run(graph: GraphSpec, cfg: LoaderConfig, built: int,
               checkpoint: str | None = None) -> EpochRun:
     """A pipeline seeded from (seed, built, rank), or restored from `checkpoint` (from
     `EpochRun.checkpoint`; the caller sets where it stands), with its iterator."""
-    pipe_fn = pipeline_def(define, enable_conditionals=True, enable_checkpointing=True)
+    # Only the GPU graph routes samples with `if`s; DALI's conditionals transpile the graph
+    # into a module file in the temp folder, which a killed process leaves behind.
+    pipe_fn = pipeline_def(define, enable_conditionals=graph.gpu, enable_checkpointing=True)
     restore = {} if checkpoint is None else {"checkpoint": base64.b64decode(checkpoint)}
     pipe = pipe_fn(
         graph,

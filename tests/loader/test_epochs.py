@@ -267,3 +267,15 @@ def test_tensor_loader_state(dist: DistInfo) -> None:
     after = _tensor_loader(dist=dist)
     after.load_state_dict(_saved(end.state_dict()))
     assert after.epoch == 2 and _same(list(after), ref[2])
+
+
+def test_a_cpu_loader_writes_nothing_to_the_temp_folder(shard_root: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    loader = build_loader(_cfg(shard_root, augment=AugmentConfig()))
+    assert sum(1 for _ in loader) == len(loader)
+    assert list(temp.iterdir()) == []  # a killed run would leave these behind
