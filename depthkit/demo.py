@@ -46,7 +46,10 @@ class DemoConfig:
     model_options: dict[str, Any] = field(
         default_factory=lambda: {"widths": (16, 32, 48, 64), "stem": 16, "reduce": 2,
                                  "refine": 1, "head_refine": 1})
-    epochs: int = field(default=10, metadata={"help": "Training epochs at 64 px."})
+    # The mask is what needs the steps: held-out IoU 0.910 after 10 epochs, 0.919 after 16,
+    # 0.922 after 20 (docs/quality.md); depth RMSE 0.060 -> 0.057.
+    epochs: int = field(default=20, metadata={"help": "Training epochs at 64 px."})
+    val_every: int = 5  # epochs between validations (each ~2 s); eval runs at the end anyway
     batch_size: int = 16
     optimizer: str = "adamw"
     lr: float = 4e-3
@@ -156,6 +159,7 @@ def train_model(cfg: DemoConfig, shards: Path, run: Path) -> dict[str, Any]:
                                                             depth=cfg.depth_loss),
         channels_last=cfg.channels_last, augment=cfg.augment, seed=cfg.seed, device=cfg.device,
         max_steps=cfg.max_steps, save_every=0, image_every=0,  # 0: a grid per epoch
+        val_every=cfg.val_every,
         recipe="default", overwrite=True,  # its own recipe; a rerun trains afresh
         progress=cfg.progress,
     ))

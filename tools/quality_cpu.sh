@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The CPU quality run up to 224 px (docs/quality.md, "Quality recipe up to 224 px"): synth ->
 # shard -> progressive training 64 -> 128 -> 224 px -> eval at each resolution. About 19
-# minutes on 2 quiet cores (estimated from per-stage speeds). Usage: bash tools/quality_cpu.sh OUT  (run inside the project's
-# .venv or after `make demo` created it). Real-photo check afterwards: tools/realcheck.py,
-# depth by region: tools/depthcheck.py, see docs/quality.md.
+# minutes on 2 quiet cores (estimated from per-stage speeds).
+# Usage: bash tools/quality_cpu.sh OUT [SPLIT]   SPLIT: by-bg (default: 10 % of the rooms held
+# out, never seen in training) or random (10 % of the samples: their rooms are seen with
+# other objects, as in the published figures). Run inside the project's .venv or after
+# `make demo` created it. Real-photo check afterwards: tools/realcheck.py, depth by region:
+# tools/depthcheck.py, see docs/quality.md.
 set -euo pipefail
-OUT=${1:?usage: bash tools/quality_cpu.sh OUT}
+OUT=${1:?usage: bash tools/quality_cpu.sh OUT [by-bg|random]}
+SPLIT=${2:-by-bg}
 BIN=${BIN:-.venv/bin}
 "$BIN/depthkit" synth -o "$OUT/school" --bgs 360 --fgs 60 --fgs-per-bg 5 --positions 1 \
     --res 224 --seed 0
-"$BIN/depthkit" shard "$OUT/school" --out "$OUT/shards" --res 64,128,224 --split by-bg \
+"$BIN/depthkit" shard "$OUT/school" --out "$OUT/shards" --res 64,128,224 --split "$SPLIT" \
     --val-fraction 0.1
 "$BIN/depthkit" train --shards "$OUT/shards" --out "$OUT/run" --schedule 64:6,128:2,224:1 \
     --model diffunet --model-option "widths=(16,32,48,64,96)" --model-option context=True \
