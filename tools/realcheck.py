@@ -73,8 +73,12 @@ def load_photos(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() not in IMAGE_EXTS:
             continue
-        with Image.open(p) as im:
-            rgb = np.asarray(im.convert("RGB"))
+        try:
+            with Image.open(p) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except (OSError, ValueError) as err:  # a format Pillow cannot read (multi-page TIFF)
+            print(f"realcheck: skipped {p.name}: {err}", file=sys.stderr)
+            continue
         if p.stem in SILHOUETTES:
             shapes[p.stem] = rgb.mean(axis=2) < 200  # the dark/coloured part on white
         elif p.stem not in SKIP and min(rgb.shape[:2]) >= 128:
