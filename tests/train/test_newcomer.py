@@ -134,7 +134,8 @@ def test_the_demo_trains_as_before(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     # the demo's effective recipe before --recipe existed (adamw's defaults then: wd 1e-2)
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.warmup) == ("adamw", 4e-3, 1e-2, 0.25)
     assert (cfg.loss.mask, cfg.loss.depth) == ("bce_lovasz", "l1_ssi_grad")
-    assert cfg.batch_size == 16 and cfg.stages == (Stage(64, 10),) and not cfg.augment
+    assert cfg.batch_size == 16 and cfg.stages == (Stage(64, 20),) and not cfg.augment
+    assert cfg.val_every == 5
 
 
 # --- 4: resolutions must be multiples of RES_MULTIPLE -----------------------------------------
