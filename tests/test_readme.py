@@ -42,6 +42,12 @@ def test_quick_start_is_two_make_targets_that_ci_runs() -> None:
 def test_typical_run_works_as_written(tmp_path: Path) -> None:
     commands = _commands(_block("### A typical run"))
     assert commands[0].startswith("depthkit synth") and len(commands) >= 6
+    # as in a clone, where the README's commands run: the repository's tracked placeholders
+    for tracked in subprocess.run(["git", "ls-files", "shards"], cwd=ROOT, capture_output=True,
+                                  text=True, check=True).stdout.split():
+        (tmp_path / tracked).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / tracked).write_bytes((ROOT / tracked).read_bytes())
+    assert (tmp_path / "shards" / "README.md").is_file()
     for line in commands:
         argv = shlex.split(line)
         if argv[0] != "depthkit":

@@ -172,6 +172,12 @@ def _add_background(run: RunContext, item: tuple[int, bytes] | Problem,
     found.ids.append(bg)
 
 
+# What an output folder may hold and still count as empty: our run lock (run.py) and a
+# placeholder that keeps it in a repository (the project's own shards/README.md). Shards never
+# touch files that are not theirs, so a placeholder stays.
+_EMPTY_FOLDER_FILES = frozenset({LOCK_NAME, "README.md", ".gitkeep"})
+
+
 def check_out(out: Path, sources: Sequence[Path]) -> None:
     """Refuse an OUT that would mix our files with someone else's."""
     out_r = out.resolve()
@@ -180,7 +186,7 @@ def check_out(out: Path, sources: Sequence[Path]) -> None:
             raise DepthkitError(f"-o {out}: the output folder is the source")
     if out.exists() and not out.is_dir():
         raise DepthkitError(f"-o {out}: exists and is not a folder")
-    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):  # lock: run.py
+    if out.is_dir() and any(p.name not in _EMPTY_FOLDER_FILES for p in out.iterdir()):
         ours = (out / schema.MANIFEST_NAME).is_file() or (out / WORK_DIR).is_dir()
         if not ours:
             raise DepthkitError(f"-o {out}: folder is not empty and holds no depthkit shards; "

@@ -284,6 +284,21 @@ def test_refuses_a_foreign_non_empty_output_folder(tmp_path, use_fake):
     assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["notes.txt"]
 
 
+def test_a_folder_holding_only_a_placeholder_is_empty_and_keeps_it(tmp_path, use_fake):
+    use_fake(*fake_dataset(n_bg=1, per_bg=2))
+    out = tmp_path / "shards"
+    out.mkdir()
+    (out / "README.md").write_text("Shard output folder (git-ignored).\n")
+    write_shards([tmp_path / "src"], cfg(out))
+    assert (out / schema.MANIFEST_NAME).is_file()
+    assert (out / "README.md").read_text() == "Shard output folder (git-ignored).\n"
+    (tmp_path / "other").mkdir()
+    for name in ("README.md", "notes.txt"):
+        (tmp_path / "other" / name).write_text("mine")
+    with pytest.raises(DepthkitError, match="not empty"):  # a placeholder and more: not ours
+        write_shards([tmp_path / "src"], cfg(tmp_path / "other"))
+
+
 def test_rerun_after_failure_after_k_shards_keeps_them_and_matches(tmp_path, use_fake,
                                                                    monkeypatch):
     use_fake(*fake_dataset(n_bg=3, per_bg=10))
