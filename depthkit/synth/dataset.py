@@ -313,8 +313,9 @@ def _write_all(out: Path, cfg: SynthConfig, per_job: list[int], use: SpaceUse,
 
 def _results(jobs: list[_RenderJob], pool: ProcessPoolExecutor | None,
              workers: int) -> Iterator[list[tuple[str, bytes]]]:
-    """Job results in job order, from `pool` when there is one (a bounded window in flight)."""
-    chunks = _chunks(jobs, workers)
+    """Job results in job order, from `pool` when there is one (a bounded window in flight);
+    without one, a job at a time (the bar moves per job, one job's files held)."""
+    chunks = _chunks(jobs, workers) if pool is not None else [(job,) for job in jobs]
     tasks = ((chunk, (chunk,)) for chunk in chunks)
     for _, files in ordered_map(pool, workers, _render_chunk, tasks, []):
         yield from files
